@@ -1,0 +1,146 @@
+"""Sample-adaptive prediction cascade, the causal in-band part of each band's prior.
+
+The parallel nets see the coarse band; what they cannot see is the band's own nearest
+past and the statistics of this very file. A cascade of adaptive linear filters (NLMS,
+then a sign-sign LMS stage, as OptimFROG / Monkey's Audio do) supplies both. It runs
+sample by sample, so it is compiled with numba and written in int64 arithmetic only:
+encoder and decoder run the same recurrence on the same integers, so they agree on any
+CPU. Forward turns band values into residuals; inverse turns residuals back.
+
+Bounds that keep every product inside int64: history entries and errors are clamped to
+``CLAMP`` (2**27), weights to 2**20 (Q15, i.e. |w| < 32), stage predictions to 2**28.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NLMS = 0
+SIGN_LMS = 1
+
+W_BITS = 15  # fixed-point weights: 1.0 == 2**15
+CLAMP = 1 << 27
+W_CLAMP = 1 << 20
+PRED_CLAMP = 1 << 28
+
+
+@njit(cache=True, nogil=True)
+def _clamp(v, lim):
+    if v > lim:
+        return lim
+    if v < -lim:
+        return -lim
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _bit_length(v):
+    k = 0
+    while v > 0:
+        v >>= 1
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _run(values, features, kinds, orders, mus, inverse):
+    n = values.shape[0]
+    nf = features.shape[1]
+    S = kinds.shape[0]
+    # Stage j uses slots [first, last) of hist[j]: stage 0's first nf slots hold the side
+    # features of the current sample (prior mean, other channel, ...), then every stage
+    # holds its own past inputs, newest first.
+    width = nf + 1
+    for j in range(S):
+        width = max(width, orders[j] + nf)
+    hist = np.zeros((S, width), np.int64)
+    w = np.zeros((S, width), np.int64)
+    preds = np.zeros(S, np.int64)
+    inputs = np.zeros(S, np.int64)
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        for f in range(nf):
+            hist[0, f] = _clamp(features[i, f], CLAMP)
+        for j in range(S):
+            first = 0 if j == 0 else nf
+            acc = 0
+            for k in range(first, nf + orders[j]):
+                acc += w[j, k] * hist[j, k]
+            preds[j] = _clamp((acc + (1 << (W_BITS - 1))) >> W_BITS, PRED_CLAMP)
+        base = features[i, 0]
+        if inverse:
+            e = values[i]
+            for j in range(S - 1, -1, -1):
+                e += preds[j]
+                inputs[j] = e
+            out[i] = e + base
+        else:
+            e = values[i] - base
+            for j in range(S):
+                inputs[j] = e
+                e -= preds[j]
+            out[i] = e
+        for j in range(S):
+            first = 0 if j == 0 else nf
+            last = nf + orders[j]
+            err = _clamp(inputs[j] - preds[j], CLAMP)
+            if err != 0:
+                if kinds[j] == NLMS:
+                    energy = 1 << 11
+                    for k in range(first, last):
+                        energy += hist[j, k] * hist[j, k]
+                    bits = _bit_length(energy)
+                    norm = energy >> (bits - 16) if bits > 16 else energy << (16 - bits)
+                    c = (err * mus[j] << 12) // norm
+                    shift = bits - 11
+                    half = 1 << (shift - 1)
+                    for k in range(first, last):
+                        w[j, k] = _clamp(w[j, k] + ((c * hist[j, k] + half) >> shift), W_CLAMP)
+                else:
+                    step = mus[j] if err > 0 else -mus[j]
+                    for k in range(first, last):
+                        h = hist[j, k]
+                        if h > 0:
+                            w[j, k] = _clamp(w[j, k] + step, W_CLAMP)
+                        elif h < 0:
+                            w[j, k] = _clamp(w[j, k] - step, W_CLAMP)
+            for k in range(last - 1, nf, -1):
+                hist[j, k] = hist[j, k - 1]
+            if orders[j] >= 1:
+                hist[j, nf] = _clamp(inputs[j], CLAMP)
+    return out
+
+
+class Cascade:
+    """A fixed configuration of adaptive stages: ``[(kind, order, mu), ...]``.
+
+    ``mu`` is an integer: the NLMS step in units of 2**-8, or the sign-LMS step in units
+    of 2**-15. ``features`` (n, F) are side inputs of stage 0 for the current sample:
+    column 0 is the parallel prior's mean, which is subtracted first and also fed in
+    (weight starting at zero, so the filter learns how far to trust it in this file);
+    further columns (e.g. the other channel's coefficients) are only fed in.
+    """
+
+    def __init__(self, stages: list[tuple[int, int, int]]) -> None:
+        if not stages:
+            raise ValueError("a cascade needs at least one stage")
+        self.stages = [tuple(int(v) for v in s) for s in stages]
+        self._kinds = np.array([s[0] for s in self.stages], np.int64)
+        self._orders = np.array([s[1] for s in self.stages], np.int64)
+        self._mus = np.array([s[2] for s in self.stages], np.int64)
+
+    def residuals(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Encoder side: the prediction residuals of ``values`` (int64) given the features."""
+        return _run(values.astype(np.int64), _as_matrix(features),
+                    self._kinds, self._orders, self._mus, False)
+
+    def reconstruct(self, residuals: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Decoder side: the values whose residuals are ``residuals``."""
+        return _run(residuals.astype(np.int64), _as_matrix(features),
+                    self._kinds, self._orders, self._mus, True)
+
+
+def _as_matrix(features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features, np.int64)
+    return np.ascontiguousarray(f.reshape(f.shape[0], -1))

@@ -1,0 +1,305 @@
+"""Entropy layer: integer residuals <-> bytes with constriction's ANS coder.
+
+A band's residuals are coded with a discretized logistic (mixture) whose scale comes
+from a *scale class*: an integer index into a table set that the model file carries
+(CompressAI's scale-table idea), so only integers decide which probabilities the coder
+sees. The encoder picks one class per block of coefficients (forward adaptation, sent as
+side information); all coefficients of a class share one fixed table, so a band is coded
+by a handful of vectorized constriction calls, not a per-sample loop.
+
+Large scales would need huge alphabets, so class k codes ``q = r >> b_k`` with a table
+and the ``b_k`` low bits as uniform symbols: at ``scale / 2**b_k >= 8`` the distribution
+is flat inside a bin to within a few thousandths of a bit. Values beyond the table's
+range take an escape symbol followed by an Elias-gamma code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from .errors import CorruptStreamError
+
+_model = constriction.stream.model
+_UNIFORM = _model.Uniform()
+UNIFORM_MAX_BITS = 16
+ZERO_CLASS = 0  # a block whose residuals are all zero: costs no bits but its class index
+TABLE_PRECISION = 24
+ESCAPE_MAX_BITS = 48
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Parameters of the scale-class table set (stored in the model file)."""
+
+    classes_per_octave: int = 8
+    min_log2_scale: float = -3.0
+    num_classes: int = 249  # class 0 = all-zero block; classes 1.. span 2**-3 .. 2**28
+    range_in_scales: float = 20.0
+    mixture_weights: tuple[float, ...] = (1.0,)
+    mixture_scales: tuple[float, ...] = (1.0,)  # relative to the class scale
+
+
+def logistic_mixture_cdf(x: np.ndarray, scale: float, spec: TableSpec) -> np.ndarray:
+    """CDF of a zero-mean logistic mixture; only used when *building* tables."""
+    total = np.zeros_like(x, dtype=np.float64)
+    wsum = sum(spec.mixture_weights)
+    for w, rel in zip(spec.mixture_weights, spec.mixture_scales):
+        total += (w / wsum) * 0.5 * (1.0 + np.tanh(x / (2.0 * scale * rel)))
+    return total
+
+
+def build_tables(spec: TableSpec) -> dict[str, np.ndarray]:
+    """Integer frequency tables for every class, as arrays to store in a model file."""
+    shifts, halfwidths, offsets, freqs = [0], [0], [0], []
+    pos = 0
+    for k in range(1, spec.num_classes):
+        scale = 2.0 ** (spec.min_log2_scale + (k - 1) / spec.classes_per_octave)
+        b = max(0, int(np.floor(np.log2(scale))) - 3)
+        m = int(np.ceil(spec.range_in_scales * scale / 2**b)) + 1
+        q = np.arange(-m, m + 1, dtype=np.float64)
+        edges = np.concatenate([q * 2**b - 0.5, [(m + 1) * 2**b - 0.5]])
+        cdf = logistic_mixture_cdf(edges, scale, spec)
+        p = np.concatenate([[cdf[0]], np.diff(cdf), [1.0 - cdf[-1]]])
+        f = np.maximum(1, np.round(p * 2**TABLE_PRECISION)).astype(np.int64)
+        offsets.append(pos)
+        shifts.append(b)
+        halfwidths.append(m)
+        freqs.append(f)
+        pos += f.size
+    return {
+        "table_shift": np.array(shifts, np.int64),
+        "table_halfwidth": np.array(halfwidths, np.int64),
+        "table_offset": np.array(offsets, np.int64),
+        "table_freq": np.concatenate(freqs),
+    }
+
+
+class ScaleTables:
+    """The table set in coding form: constriction models and per-symbol costs."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.shift = arrays["table_shift"].astype(np.int64)
+        self.halfwidth = arrays["table_halfwidth"].astype(np.int64)
+        self.offset = arrays["table_offset"].astype(np.int64)
+        self.freq = arrays["table_freq"].astype(np.int64)
+        self.num_classes = self.shift.size
+        self._models: dict[int, object] = {}
+        sizes = 2 * self.halfwidth + 3
+        sizes[0] = 0
+        self.size = sizes
+        # Bits per table entry, used by the encoder only (to choose classes).
+        self._cost = np.empty(self.freq.size, np.float64)
+        for k in range(1, self.num_classes):
+            f = self.freq[self.offset[k]: self.offset[k] + sizes[k]]
+            self._cost[self.offset[k]: self.offset[k] + sizes[k]] = (
+                np.log2(f.sum()) - np.log2(f) + self.shift[k])
+        self._delta_model = _model.Categorical(
+            _delta_probabilities(self.num_classes), perfect=False)
+
+    def model(self, k: int):
+        """The constriction model of class k (built once)."""
+        m = self._models.get(k)
+        if m is None:
+            f = self.freq[self.offset[k]: self.offset[k] + self.size[k]]
+            m = _model.Categorical(f.astype(np.float64), perfect=False)
+            self._models[k] = m
+        return m
+
+    def symbol_index(self, r: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table index clipped to the escapes, q) of residuals r under their classes."""
+        q = r >> self.shift[classes]
+        m = self.halfwidth[classes]
+        return np.clip(q + m + 1, 0, 2 * m + 2), q
+
+    def block_costs(self, r: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Approximate bits of each residual under its class (escapes priced at 2x)."""
+        idx, q = self.symbol_index(r, classes)
+        cost = self._cost[self.offset[classes] + idx]
+        esc = (idx == 0) | (idx == 2 * self.halfwidth[classes] + 2)
+        if esc.any():
+            cost[esc] += 2 * np.log2(2.0 + np.abs(q[esc]))
+        return cost
+
+
+def _delta_probabilities(num_classes: int) -> np.ndarray:
+    d = np.abs(np.arange(-(num_classes - 1), num_classes, dtype=np.float64))
+    return 1.0 / (1.0 + d) ** 2.5
+
+
+class SymbolWriter:
+    """Collects coding operations in *decode* order; ``finish`` runs them reversed (ANS is LIFO)."""
+
+    def __init__(self) -> None:
+        self._ops: list[tuple] = []
+
+    def categorical(self, symbols: np.ndarray, model) -> None:
+        if symbols.size:
+            self._ops.append((symbols.astype(np.int32), model, None))
+
+    def uniform(self, values: np.ndarray, bits: np.ndarray) -> None:
+        """Values < 2**bits (per symbol, any bits up to 48), as 16-bit uniform chunks."""
+        values = values.astype(np.int64)
+        bits = np.asarray(bits, np.int64)
+        if bits.ndim == 0:
+            bits = np.full(values.size, int(bits), np.int64)
+        while values.size:
+            keep = bits > 0
+            values, bits = values[keep], bits[keep]
+            if not values.size:
+                break
+            chunk = np.minimum(bits, UNIFORM_MAX_BITS)
+            self._ops.append(((values & ((1 << chunk) - 1)).astype(np.int32), _UNIFORM,
+                              (1 << chunk).astype(np.int32)))
+            values, bits = values >> chunk, bits - chunk
+
+    def finish(self) -> bytes:
+        coder = constriction.stream.stack.AnsCoder()
+        for symbols, model, params in reversed(self._ops):
+            if params is None:
+                coder.encode_reverse(symbols, model)
+            else:
+                coder.encode_reverse(symbols, model, params)
+        return coder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolReader:
+    """Decodes what a :class:`SymbolWriter` wrote, in the same order."""
+
+    def __init__(self, payload: bytes, what: str) -> None:
+        if len(payload) % 4:
+            raise CorruptStreamError(f"{what}: payload length {len(payload)} is not whole words")
+        self.what = what
+        self._coder = constriction.stream.stack.AnsCoder(
+            np.frombuffer(payload, "<u4").astype(np.uint32))
+
+    def categorical(self, count: int, model) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, np.int64)
+        return self._guard(lambda: self._coder.decode(model, count)).astype(np.int64)
+
+    def uniform(self, count: int, bits) -> np.ndarray:
+        bits = np.asarray(bits, np.int64)
+        if bits.ndim == 0:
+            bits = np.full(count, int(bits), np.int64)
+        out = np.zeros(count, np.int64)
+        done = np.zeros(count, np.int64)
+        active = np.flatnonzero(bits > 0)
+        while active.size:
+            chunk = np.minimum(bits[active] - done[active], UNIFORM_MAX_BITS)
+            sizes = (1 << chunk).astype(np.int32)
+            vals = self._guard(lambda: self._coder.decode(_UNIFORM, sizes)).astype(np.int64)
+            out[active] |= vals << done[active]
+            done[active] += chunk
+            active = active[done[active] < bits[active]]
+        return out
+
+    def finish(self) -> None:
+        """Every word must have been consumed: leftovers mean a damaged or foreign payload."""
+        if not self._coder.is_empty():
+            raise CorruptStreamError(f"{self.what}: data left over after decoding")
+
+    def _guard(self, fn):
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # constriction panics derive from BaseException
+            raise CorruptStreamError(f"{self.what}: undecodable payload ({type(exc).__name__})") from None
+
+
+def choose_classes(r: np.ndarray, block: int, tables: ScaleTables) -> np.ndarray:
+    """Encoder: the cheapest class for every block of ``block`` residuals."""
+    n = r.size
+    nb = -(-n // block)
+    pad = nb * block - n
+    rb = np.concatenate([r, np.zeros(pad, np.int64)]).reshape(nb, block)
+    counts = np.full(nb, block)
+    counts[-1] = block - pad
+    mean_abs = np.abs(rb).sum(axis=1) / counts
+    # E|r| = 2 ln2 * scale for a logistic: start there and search the neighbourhood.
+    guess = np.log2(np.maximum(mean_abs, 1e-9) / (2 * np.log(2)))
+    k0 = np.rint((guess - (-3.0)) * 8).astype(np.int64) + 1
+    best = np.zeros(nb, np.int64)
+    best_cost = np.full(nb, np.inf)
+    valid = (np.arange(block)[None, :] < counts[:, None])
+    for delta in range(-3, 4):
+        k = np.clip(k0 + delta, 1, tables.num_classes - 1)
+        cost = tables.block_costs(rb.ravel(), np.repeat(k, block)).reshape(nb, block)
+        total = (cost * valid).sum(axis=1)
+        better = total < best_cost
+        best[better], best_cost[better] = k[better], total[better]
+    best[np.abs(rb).max(axis=1) == 0] = ZERO_CLASS
+    return best
+
+
+def write_band(w: SymbolWriter, r: np.ndarray, block: int, tables: ScaleTables) -> None:
+    """Code one band's int64 residuals (length known to the decoder)."""
+    if r.size == 0:
+        return
+    classes = choose_classes(r, block, tables)
+    k = tables.num_classes
+    w.uniform(classes[:1], int(k - 1).bit_length())
+    w.categorical(np.diff(classes) + (k - 1), tables._delta_model)
+    per = np.repeat(classes, block)[: r.size]
+    coded = per != ZERO_CLASS
+    rc, pc = r[coded], per[coded]
+    idx, q = tables.symbol_index(rc, pc)
+    for c in np.unique(pc):
+        w.categorical(idx[pc == c], tables.model(int(c)))
+    b = tables.shift[pc]
+    w.uniform(rc - (q << b), b)
+    _write_escapes(w, idx, q, tables.halfwidth[pc])
+
+
+def read_band(rd: SymbolReader, n: int, block: int, tables: ScaleTables) -> np.ndarray:
+    """Inverse of :func:`write_band`."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    k = tables.num_classes
+    nb = -(-n // block)
+    first = rd.uniform(1, int(k - 1).bit_length())
+    deltas = rd.categorical(nb - 1, tables._delta_model) - (k - 1)
+    classes = np.cumsum(np.concatenate([first, deltas]))
+    if classes.min() < 0 or classes.max() >= k:
+        raise CorruptStreamError(f"{rd.what}: scale class out of range")
+    per = np.repeat(classes, block)[:n]
+    coded = np.flatnonzero(per != ZERO_CLASS)
+    pc = per[coded]
+    idx = np.empty(coded.size, np.int64)
+    for c in np.unique(pc):
+        sel = pc == c
+        idx[sel] = rd.categorical(int(sel.sum()), tables.model(int(c)))
+    m = tables.halfwidth[pc]
+    q = idx - m - 1
+    b = tables.shift[pc]
+    low = rd.uniform(coded.size, b)
+    q = _read_escapes(rd, idx, q, m)
+    r = np.zeros(n, np.int64)
+    r[coded] = (q << b) + low
+    return r
+
+
+def _write_escapes(w: SymbolWriter, idx, q, m) -> None:
+    esc = np.flatnonzero((idx == 0) | (idx == 2 * m + 2))
+    if not esc.size:
+        return
+    v = np.where(idx[esc] == 0, -m[esc] - 1 - q[esc], q[esc] - m[esc] - 1) + 1
+    nbits = np.array([int(x).bit_length() for x in v], np.int64)
+    w.uniform(nbits, 6)
+    w.uniform(v - (1 << (nbits - 1)), nbits - 1)
+
+
+def _read_escapes(rd: SymbolReader, idx, q, m):
+    esc = np.flatnonzero((idx == 0) | (idx == 2 * m + 2))
+    if not esc.size:
+        return q
+    nbits = rd.uniform(esc.size, 6)
+    if nbits.min() < 1 or nbits.max() > ESCAPE_MAX_BITS:
+        raise CorruptStreamError(f"{rd.what}: escape code out of range")
+    v = rd.uniform(esc.size, nbits - 1) + (1 << (nbits - 1)) - 1
+    q = q.copy()
+    q[esc] = np.where(idx[esc] == 0, -m[esc] - 1 - v, m[esc] + 1 + v)
+    return q

@@ -1,0 +1,1 @@
+"""Training and fitting of hybridcodec models (imports the codec library, never the reverse)."""
