@@ -1,0 +1,477 @@
+"""The ``hybridcodec`` command line: ``encode``, ``decode`` and ``info``.
+
+Every input file is processed on its own: an error on one prints
+``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
+next; the exit status is the ``exit_code`` of the first error (0 when all succeeded).
+Usage errors exit with 2, an interrupt with 130 (outputs are written atomically, so an
+interrupted run leaves no partial file), and anything unexpected prints one
+``internal error`` line and exits with 70 (``HYBRIDCODEC_DEBUG=1`` adds the traceback).
+
+The codec itself is imported lazily (it pulls in torch), through the small wrappers
+:func:`encode_file`, :func:`decode_file`, :func:`describe_stream` and
+:func:`decoded_suffix`, which tests may replace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence, TextIO
+
+from .errors import HybridCodecError, InputFileError, UsageError
+
+PROG = "hybridcodec"
+STREAM_SUFFIX = ".hyb"
+EXIT_OK = 0
+EXIT_USAGE = UsageError.exit_code
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+ProgressFn = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- codec calls
+# Thin wrappers so the CLI imports the codec (and torch) only when it needs it, and so
+# tests can monkeypatch them.
+
+
+def _codec():
+    from . import codec
+
+    return codec
+
+
+def encode_file(src: str, dst: str, **kwargs):
+    """``hybridcodec.codec.encode_file``."""
+    return _codec().encode_file(src, dst, **kwargs)
+
+
+def decode_file(src: str, dst: str, **kwargs):
+    """``hybridcodec.codec.decode_file``."""
+    return _codec().decode_file(src, dst, **kwargs)
+
+
+def describe_stream(src: str) -> str:
+    """``hybridcodec.codec.describe_stream``."""
+    return _codec().describe_stream(src)
+
+
+def decoded_suffix(src: str) -> str:
+    """Default extension for decoding ``src``: ``.flac`` if it was coded from FLAC, else ``.wav``."""
+    codec = _codec()
+    own = getattr(codec, "decoded_suffix", None)
+    if own is not None:
+        return own(src)
+    from .container import StreamReader
+
+    with open(src, "rb") as fp:
+        source_format = StreamReader(fp).header.source_format
+    return ".flac" if str(source_format).upper() == "FLAC" else ".wav"
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _message(src: str | None, text: str) -> str:
+    """``hybridcodec: <src>: <text>`` without repeating a file name the text already starts with."""
+    text = _one_line(text)
+    if src is None:
+        return f"{PROG}: {text}"
+    if text.startswith(f"{src}:"):
+        return f"{PROG}: {text}"
+    return f"{PROG}: {src}: {text}"
+
+
+def _os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    name = exc.filename
+    if name is not None:
+        return f"{os.fspath(name)}: {reason}"
+    return reason
+
+
+def _fmt_size(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n} B"
+
+
+def summary_line(src: str, dst: str, report) -> str:
+    """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 %), 25.3x realtime``."""
+    ratio = (
+        f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
+        if report.input_bytes > 0
+        else "n/a"
+    )
+    audio_s = report.num_samples / report.sample_rate if report.sample_rate > 0 else 0.0
+    if report.seconds > 0:
+        speed = f"{audio_s / report.seconds:.1f}x realtime"
+    else:
+        speed = "instant"
+    return (
+        f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
+        f"{_fmt_size(report.output_bytes)} ({ratio}), {speed}"
+    )
+
+
+class ProgressLine:
+    """A plain ``\\r`` progress line on a terminal, fed by ``progress(done, total)``."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, stream: TextIO, min_interval: float = 0.1) -> None:
+        self.label = label
+        self.stream = stream
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._shown = False
+        self._last_len = 0
+        self.columns = max(20, shutil.get_terminal_size((80, 24)).columns)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < self.min_interval:
+            return
+        self._last = now
+        frac = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
+        filled = int(round(frac * self.WIDTH))
+        text = f"{self.label} [{'#' * filled}{'-' * (self.WIDTH - filled)}] {100 * frac:3.0f} %"
+        room = self.columns - 1
+        if len(text) > room:  # a wrapped line would break the \r redraw
+            text = "..." + text[len(text) - room + 3 :] if room > 3 else text[-room:]
+        pad = " " * max(0, self._last_len - len(text))
+        self._last_len = len(text)
+        try:
+            self.stream.write("\r" + text + pad)
+            self.stream.flush()
+        except (OSError, ValueError):
+            return
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            try:
+                self.stream.write("\r" + " " * self._last_len + "\r")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+            self._shown = False
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_input(src: str, verb: str) -> None:
+    """Clear errors for a missing input or a directory, before anything else."""
+    if verb == "encode":
+        # the same wording the audio reader uses (exit 3)
+        from .audio_io import _precheck_path
+
+        _precheck_path(src)
+        return
+    if not os.path.exists(src):
+        raise InputFileError(f"{src}: cannot open: no such file")
+    if os.path.isdir(src):
+        raise InputFileError(f"{src}: is a directory")
+    if not os.access(src, os.R_OK):
+        raise InputFileError(f"{src}: cannot open: permission denied")
+
+
+def _output_path(src: str, args: argparse.Namespace, suffix: Callable[[], str]) -> str:
+    if args.output is not None:
+        return args.output
+    name = Path(src).with_suffix(suffix()).name if Path(src).suffix else Path(src).name + suffix()
+    if args.outdir is not None:
+        return os.path.join(args.outdir, name)
+    return os.path.join(os.path.dirname(src), name)
+
+
+_AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
+
+
+def _is_output_name(verb: str, path: str) -> bool:
+    """Whether ``path`` has the suffix of what ``verb`` writes (.hyb, or a PCM format)."""
+    suffix = Path(path).suffix.lower()
+    return suffix == STREAM_SUFFIX if verb == "encode" else suffix in _AUDIO_SUFFIXES
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Run:
+    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
+        self.args = args
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exit_code = EXIT_OK
+        self.debug = os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0")
+        self.progress: ProgressLine | None = None
+        self.printed_info = False
+        self.outputs: dict[str, str] = {}  # realpath of an output -> input that claimed it
+
+    # -- reporting
+
+    def fail(self, src: str | None, exc: BaseException) -> None:
+        self.clear_progress()
+        if self.debug:
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stderr)
+        if isinstance(exc, HybridCodecError):
+            text, code = str(exc) or type(exc).__name__, exc.exit_code
+        elif isinstance(exc, OSError):
+            text, code = _os_error_text(exc), 1
+        else:
+            detail = _one_line(str(exc))
+            text = f"internal error: {type(exc).__name__}: {detail} (please report)"
+            code = EXIT_INTERNAL
+        print(_message(src, text), file=self.stderr, flush=True)
+        if self.exit_code == EXIT_OK:
+            self.exit_code = code
+
+    def clear_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+            self.progress = None
+
+    def make_progress(self, label: str) -> ProgressFn | None:
+        if getattr(self.args, "quiet", False):
+            return None
+        try:
+            tty = self.stderr.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if not tty:
+            return None
+        self.progress = ProgressLine(os.path.basename(label) or label, self.stderr)
+        return self.progress
+
+    def say(self, text: str) -> None:
+        if not getattr(self.args, "quiet", False):
+            print(text, file=self.stdout, flush=True)
+
+    # -- verbs
+
+    def claim_output(self, src: str, dst: str) -> None:
+        if _same_file(src, dst):
+            raise UsageError(f"output {dst} is the input file itself")
+        key = os.path.realpath(dst)
+        other = self.outputs.get(key)
+        if other is not None:
+            raise UsageError(f"{dst} is already the output for {other} in this run")
+        self.outputs[key] = src
+
+    def code_one(self, src: str) -> None:
+        from .atomic import check_output_path
+
+        args = self.args
+        verb = args.verb
+        _check_input(src, verb)
+        if verb == "encode":
+            dst = _output_path(src, args, lambda: STREAM_SUFFIX)
+        else:
+            dst = _output_path(src, args, lambda: decoded_suffix(src))
+            from .audio_io import output_format_for
+
+            output_format_for(dst)  # a bad extension fails before decoding
+        self.claim_output(src, dst)
+        check_output_path(dst, overwrite=args.force)  # before any work
+        func = encode_file if verb == "encode" else decode_file
+        report = func(
+            src,
+            dst,
+            model=args.model,
+            overwrite=args.force,
+            progress=self.make_progress(src),
+        )
+        self.clear_progress()
+        self.say(summary_line(src, dst, report))
+
+    def info_one(self, src: str) -> None:
+        _check_input(src, "info")
+        text = describe_stream(src).rstrip("\n")
+        if self.printed_info:
+            text = "\n" + text  # a blank line between files
+        print(text, file=self.stdout, flush=True)
+        self.printed_info = True
+
+    def prepare(self) -> None:
+        args = self.args
+        if args.verb == "info":
+            return
+        if args.output is None and args.outdir is None and len(args.inputs) == 2:
+            first, second = args.inputs
+            if _is_output_name(args.verb, second) and not _is_output_name(args.verb, first):
+                # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav`: the second path is the output
+                args.inputs, args.output = [first], second
+        if args.output is not None and len(args.inputs) != 1:
+            raise UsageError(
+                f"-o/--output names one output but {len(args.inputs)} inputs were given "
+                "(use --outdir DIR for several)"
+            )
+        if args.outdir is not None:
+            if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+                raise UsageError(f"--outdir {args.outdir}: not a directory")
+            try:
+                os.makedirs(args.outdir, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--outdir {args.outdir}: {exc.strerror or exc}") from None
+
+    def run(self) -> int:
+        try:
+            self.prepare()
+        except HybridCodecError as exc:
+            self.fail(None, exc)
+            return self.exit_code
+        one = self.info_one if self.args.verb == "info" else self.code_one
+        for src in self.args.inputs:
+            try:
+                one(src)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
+                self.fail(src, exc)
+        return self.exit_code
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hybridcodec")
+    except Exception:
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as ``hybridcodec: ...`` lines (exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{PROG}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Learned lossless/lossy audio codec.",
+        epilog=(
+            "exit codes: 0 ok, 1 codec error, 2 usage, 3 unreadable/unsupported audio, "
+            "4 corrupt/truncated stream, 5 model problem, 70 internal error, 130 interrupted"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="verb", metavar="{encode,decode,info}", parser_class=_Parser)
+    sub.required = True
+
+    def coding_verb(name: str, help_: str, default: str, out_suffix: str) -> None:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            usage=f"%(prog)s IN [OUT{out_suffix}] | IN... [-o OUT | --outdir DIR] "
+            "[--model PATH] [-f] [-q]",
+            epilog=(
+                f"With exactly two paths of which only the second ends in {out_suffix}, "
+                "the second is the output (like -o)."
+            ),
+        )
+        p.add_argument("inputs", nargs="+", metavar="IN", help="input file(s)")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument(
+            "-o", "--output", metavar="OUT", help="output file (only with one input)"
+        )
+        where.add_argument(
+            "--outdir",
+            metavar="DIR",
+            help=f"directory for the outputs (default: beside each input, {default})",
+        )
+        p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
+        p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+        p.add_argument("-q", "--quiet", action="store_true", help="no summary line, no progress")
+
+    coding_verb(
+        "encode", "encode PCM audio (WAV, FLAC, AIFF) into .hyb streams", "IN with .hyb", ".hyb"
+    )
+    coding_verb(
+        "decode",
+        "decode .hyb streams to PCM (output format from the output's extension: "
+        ".wav, .flac, .aif, .aiff)",
+        "IN with .flac if it was coded from FLAC, else .wav",
+        ".wav|.flac|.aif|.aiff",
+    )
+    p = sub.add_parser("info", help="describe .hyb streams", description="describe .hyb streams")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help=".hyb file(s)")
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the CLI; returns the exit status (the console script passes it to ``sys.exit``)."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    run: _Run | None = None
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+        run = _Run(args, out, err)
+        return run.run()
+    except KeyboardInterrupt:
+        if run is not None:
+            run.clear_progress()
+        try:
+            print(f"{PROG}: interrupted", file=err, flush=True)
+        except Exception:
+            pass
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # e.g. `hybridcodec info a.hyb | head -1`: stop quietly, like other filters
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except Exception:
+            pass
+        return 1
+    except Exception as exc:  # noqa: BLE001 - last resort, outside any per-file work
+        if os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0"):
+            traceback.print_exc(file=err)
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} (please report)",
+            file=err,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""The command line (hybridcodec.cli).
+
+Most tests replace the codec calls (``cli.encode_file`` / ``decode_file`` /
+``describe_stream`` / ``decoded_suffix``) with fakes, to check the CLI's own rules: output
+naming, refusing to overwrite, one-line errors, exit codes, interrupts. The tests at the
+end run the real codec end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hybridcodec import cli
+from hybridcodec.atomic import atomic_output
+from hybridcodec.errors import CorruptStreamError, ModelError, UnsupportedAudioError
+
+
+@dataclass
+class FakeReport:
+    input_bytes: int
+    output_bytes: int
+    num_samples: int
+    sample_rate: int
+    channels: int
+    seconds: float
+
+
+class FakeCodec:
+    """Stands in for the codec; records calls and writes outputs atomically like it."""
+
+    def __init__(self, monkeypatch, *, suffix: str = ".wav") -> None:
+        self.calls: list[tuple] = []
+        self.fail: dict[str, BaseException] = {}
+        self.suffix = suffix
+        monkeypatch.setattr(cli, "encode_file", self.encode)
+        monkeypatch.setattr(cli, "decode_file", self.decode)
+        monkeypatch.setattr(cli, "decoded_suffix", lambda src: self.suffix)
+        monkeypatch.setattr(cli, "describe_stream", self.describe)
+
+    def _code(self, verb, src, dst, *, model=None, overwrite=False, progress=None):
+        self.calls.append((verb, os.fspath(src), os.fspath(dst), model, overwrite, progress))
+        with atomic_output(dst, overwrite=overwrite) as fp:
+            fp.write(b"x" * 500)
+            if progress is not None:
+                progress(50, 100)
+                progress(100, 100)
+            exc = self.fail.get(Path(src).name)
+            if exc is not None:
+                raise exc
+        return FakeReport(1000, 500, 44100, 44100, 2, 0.5)
+
+    def encode(self, src, dst, **kw):
+        return self._code("encode", src, dst, **kw)
+
+    def decode(self, src, dst, **kw):
+        return self._code("decode", src, dst, **kw)
+
+    def describe(self, src):
+        exc = self.fail.get(Path(src).name)
+        if exc is not None:
+            raise exc
+        return f"{src}:\n  format      fake stream\n"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    return FakeCodec(monkeypatch)
+
+
+@pytest.fixture
+def wavs(tmp_path):
+    """Three small (fake-content) inputs; the fake codec never reads them."""
+    paths = []
+    for name in ("a.wav", "b.wav", "c.flac"):
+        p = tmp_path / name
+        p.write_bytes(b"RIFF")
+        paths.append(str(p))
+    return paths
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate", "x"], ["encode"], ["encode", "a.wav", "--bogus"], ["info"]],
+)
+def test_argument_errors_exit_2(argv, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert "hybridcodec" in err
+
+
+def test_help_and_version(capsys):
+    assert run(["--help"], capsys)[0] == 0
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("hybridcodec ")
+
+
+def test_output_with_several_inputs_is_usage_error(fake, wavs, tmp_path, capsys):
+    code, out, err = run(["encode", *wavs, "-o", tmp_path / "x.hyb"], capsys)
+    assert code == 2
+    assert error_lines(err) == [error_lines(err)[0]] and "--outdir" in err
+    assert fake.calls == []
+    assert not (tmp_path / "x.hyb").exists()
+
+
+def test_output_and_outdir_exclusive(fake, wavs, tmp_path, capsys):
+    code, _, _ = run(["encode", wavs[0], "-o", tmp_path / "x.hyb", "--outdir", tmp_path], capsys)
+    assert code == 2 and fake.calls == []
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+def test_encode_default_names_beside_inputs(fake, wavs, capsys):
+    code, out, err = run(["encode", *wavs], capsys)
+    assert code == 0, err
+    dsts = [c[2] for c in fake.calls]
+    assert dsts == [str(Path(w).with_suffix(".hyb")) for w in wavs]
+    assert all(os.path.exists(d) for d in dsts)
+    assert all(c[4] is False and c[5] is None for c in fake.calls)  # no -f, not a TTY
+
+
+def test_outdir(fake, wavs, tmp_path, capsys):
+    outdir = tmp_path / "new" / "dir"
+    code, _, err = run(["encode", *wavs[:2], "--outdir", outdir], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(outdir)) == ["a.hyb", "b.hyb"]
+
+
+def test_outdir_is_a_file(fake, wavs, capsys):
+    code, _, err = run(["encode", wavs[0], "--outdir", wavs[1]], capsys)
+    assert code == 2 and "not a directory" in err and fake.calls == []
+
+
+def test_in_out_form(fake, wavs, tmp_path, capsys):
+    out = tmp_path / "sub.hyb"
+    code, _, err = run(["encode", wavs[0], out, "--model", "m.hcm", "-f"], capsys)
+    assert code == 0, err
+    assert fake.calls == [("encode", wavs[0], str(out), "m.hcm", True, None)]
+    # two inputs that are both audio stay two inputs
+    fake.calls.clear()
+    code, _, _ = run(["encode", wavs[0], wavs[1]], capsys)
+    assert code == 0 and len(fake.calls) == 2
+    # decode IN.hyb OUT.flac
+    fake.calls.clear()
+    code, _, err = run(["decode", out, tmp_path / "back.flac"], capsys)
+    assert code == 0, err
+    assert fake.calls[0][1:3] == (str(out), str(tmp_path / "back.flac"))
+
+
+def test_decode_default_suffix(monkeypatch, tmp_path, capsys):
+    fake = FakeCodec(monkeypatch, suffix=".flac")
+    src = tmp_path / "song.hyb"
+    src.write_bytes(b"HYB")
+    code, _, err = run(["decode", src], capsys)
+    assert code == 0, err
+    assert fake.calls[0][2] == str(tmp_path / "song.flac")
+
+
+def test_decode_bad_output_extension(fake, tmp_path, capsys):
+    src = tmp_path / "song.hyb"
+    src.write_bytes(b"HYB")
+    code, _, err = run(["decode", src, "-o", tmp_path / "song.mp3"], capsys)
+    assert code == 2 and ".flac" in err and fake.calls == []
+
+
+def test_output_is_input_refused(fake, tmp_path, capsys):
+    src = tmp_path / "x.hyb"
+    src.write_bytes(b"data")
+    code, _, err = run(["encode", src, "-f"], capsys)  # default output x.hyb == input
+    assert code == 2 and fake.calls == []
+    assert src.read_bytes() == b"data"
+
+
+def test_two_inputs_one_output_name(fake, tmp_path, capsys):
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    a, b = tmp_path / "d1" / "x.wav", tmp_path / "d2" / "x.wav"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    code, _, err = run(["encode", a, b, "--outdir", tmp_path / "out", "-f"], capsys)
+    assert code == 2 and len(fake.calls) == 1
+    assert "already the output" in err
+
+
+# ----------------------------------------------------------------------------- overwrite
+
+
+def test_refuses_to_overwrite(fake, wavs, capsys):
+    existing = Path(wavs[0]).with_suffix(".hyb")
+    existing.write_bytes(b"precious")
+    code, _, err = run(["encode", *wavs], capsys)
+    assert code == 2
+    lines = error_lines(err)
+    assert lines == [f"hybridcodec: {wavs[0]}: {existing} exists (use -f to overwrite)"]
+    assert existing.read_bytes() == b"precious"
+    assert [c[1] for c in fake.calls] == wavs[1:]  # the others still ran
+    fake.calls.clear()
+    code, _, err = run(["encode", "-f", wavs[0]], capsys)
+    assert code == 0, err
+    assert fake.calls[0][4] is True and existing.read_bytes() == b"x" * 500
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_missing_input_reported_and_run_continues(fake, wavs, tmp_path, capsys):
+    missing = tmp_path / "missing.wav"
+    code, out, err = run(["encode", missing, *wavs], capsys)
+    assert code == 3
+    assert error_lines(err) == [f"hybridcodec: {missing}: cannot read audio: no such file"]
+    assert [c[1] for c in fake.calls] == wavs
+
+
+def test_first_error_decides_exit_code(fake, wavs, capsys):
+    fake.fail["a.wav"] = ModelError("bad model file m.hcm")
+    fake.fail["b.wav"] = UnsupportedAudioError(f"{wavs[1]}: 32-bit float audio is not supported")
+    code, out, err = run(["encode", *wavs], capsys)
+    assert code == 5
+    assert error_lines(err) == [
+        f"hybridcodec: {wavs[0]}: bad model file m.hcm",
+        # a message that already names the file is not prefixed twice
+        f"hybridcodec: {wavs[1]}: 32-bit float audio is not supported",
+    ]
+    # failed files leave no output; the good one is there
+    assert not Path(wavs[0]).with_suffix(".hyb").exists()
+    assert not Path(wavs[1]).with_suffix(".hyb").exists()
+    assert Path(wavs[2]).with_suffix(".hyb").exists()
+    assert len(out.splitlines()) == 1
+
+
+def test_internal_error(fake, wavs, capsys, monkeypatch):
+    monkeypatch.delenv("HYBRIDCODEC_DEBUG", raising=False)
+    fake.fail["a.wav"] = ValueError("boom\nsecond line")
+    code, _, err = run(["encode", *wavs], capsys)
+    assert code == 70
+    lines = error_lines(err)
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("hybridcodec: ")
+    assert "internal error: ValueError: boom second line (please report)" in lines[0]
+    assert len(fake.calls) == 3
+
+
+def test_internal_error_debug_traceback(fake, wavs, capsys, monkeypatch):
+    monkeypatch.setenv("HYBRIDCODEC_DEBUG", "1")
+    fake.fail["a.wav"] = ValueError("boom")
+    code, _, err = run(["encode", wavs[0]], capsys)
+    assert code == 70 and "Traceback" in err
+
+
+def test_keyboard_interrupt(fake, wavs, capsys):
+    fake.fail["b.wav"] = KeyboardInterrupt()
+    code, _, err = run(["encode", *wavs], capsys)
+    assert code == 130
+    assert Path(wavs[0]).with_suffix(".hyb").exists()
+    assert not Path(wavs[1]).with_suffix(".hyb").exists()  # no partial output
+    assert not Path(wavs[2]).with_suffix(".hyb").exists()  # stopped there
+    assert sorted(os.listdir(Path(wavs[0]).parent)) == ["a.hyb", "a.wav", "b.wav", "c.flac"]
+
+
+def test_info(fake, tmp_path, capsys):
+    a, b, bad = tmp_path / "a.hyb", tmp_path / "b.hyb", tmp_path / "garbage.hyb"
+    for p in (a, b, bad):
+        p.write_bytes(os.urandom(64))
+    fake.fail["garbage.hyb"] = CorruptStreamError(f"{bad}: not a hybridcodec stream (bad magic)")
+    code, out, err = run(["info", a, bad, b, tmp_path / "nope.hyb"], capsys)
+    assert code == 4
+    assert f"{a}:" in out and f"{b}:" in out and "fake stream" in out
+    assert error_lines(err) == [
+        f"hybridcodec: {bad}: not a hybridcodec stream (bad magic)",
+        f"hybridcodec: {tmp_path / 'nope.hyb'}: cannot open: no such file",
+    ]
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def test_summary_line_and_quiet(fake, wavs, capsys):
+    code, out, err = run(["encode", wavs[0]], capsys)
+    assert code == 0 and err == ""
+    line = out.strip()
+    assert re.fullmatch(
+        re.escape(f"{wavs[0]} -> {Path(wavs[0]).with_suffix('.hyb')}: ")
+        + r"1\.0 kB -> 500 B \(50\.0 %\), 2\.0x realtime",
+        line,
+    ), line
+    code, out, err = run(["encode", "-q", "-f", wavs[0]], capsys)
+    assert code == 0 and out == "" and err == ""
+
+
+def test_summary_units():
+    rep = FakeReport(1_234_567, 512_000, 441_000, 44100, 2, 0.4)
+    assert cli.summary_line("a", "b", rep) == (
+        "a -> b: 1.23 MB -> 512.0 kB (41.5 %), 25.0x realtime"
+    )
+    empty = FakeReport(0, 80, 0, 44100, 1, 0.0)
+    assert "n/a" in cli.summary_line("a", "b", empty)
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_only_on_a_tty(fake, wavs):
+    err = FakeTTY()
+    out = io.StringIO()
+    assert cli.main(["encode", wavs[0]], stdout=out, stderr=err) == 0
+    progress = fake.calls[0][5]
+    assert progress is not None
+    assert "\r" in err.getvalue() and "100 %" in err.getvalue()
+    assert "->" in out.getvalue()
+    fake.calls.clear()
+    err = FakeTTY()
+    assert cli.main(["encode", "-q", "-f", wavs[0]], stdout=out, stderr=err) == 0
+    assert fake.calls[0][5] is None and err.getvalue() == ""
+
+
+# ----------------------------------------------------------------------------- real codec
+
+
+def _write_wav(path, n=3000, channels=2, rate=16000, subtype="PCM_16", fmt=None):
+    rng = np.random.default_rng(1)
+    t = np.arange(n)[:, None]
+    x = (3000 * np.sin(t * 0.05 * (1 + np.arange(channels)))).astype(np.int32)
+    x += rng.integers(-50, 50, size=x.shape).astype(np.int32)
+    sf.write(path, x.astype(np.int16), rate, subtype=subtype, format=fmt)
+    return x
+
+
+def test_real_roundtrip_wav(tmp_path, capsys):
+    src = tmp_path / "tone.wav"
+    x = _write_wav(src)
+    code, out, err = run(["encode", src], capsys)
+    assert code == 0, err
+    assert (tmp_path / "tone.hyb").exists() and "realtime" in out
+    (tmp_path / "tone.wav").rename(tmp_path / "orig.wav")
+    code, out, err = run(["decode", tmp_path / "tone.hyb"], capsys)
+    assert code == 0, err
+    y, rate = sf.read(tmp_path / "tone.wav", dtype="int16", always_2d=True)
+    assert rate == 16000
+    np.testing.assert_array_equal(y, x)
+    code, out, err = run(["info", tmp_path / "tone.hyb"], capsys)
+    assert code == 0 and "16000" in out
+
+
+def test_real_flac_source_decodes_to_flac(tmp_path, capsys):
+    src = tmp_path / "tone.flac"
+    x = _write_wav(src, n=777, channels=1, rate=8000)
+    assert run(["encode", "-q", src, "--outdir", tmp_path / "enc"], capsys)[0] == 0
+    code, _, err = run(["decode", "-q", tmp_path / "enc" / "tone.hyb"], capsys)
+    assert code == 0, err
+    y, _ = sf.read(tmp_path / "enc" / "tone.flac", dtype="int16", always_2d=True)
+    np.testing.assert_array_equal(y, x)
+
+
+def test_real_info_on_garbage(tmp_path, capsys):
+    bad = tmp_path / "garbage.hyb"
+    bad.write_bytes(b"this is not a stream" * 10)
+    code, out, err = run(["info", bad], capsys)
+    assert code == 4
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(f"hybridcodec: {bad}: ")
+
+
+def test_real_decode_garbage_leaves_nothing(tmp_path, capsys):
+    bad = tmp_path / "garbage.hyb"
+    bad.write_bytes(os.urandom(2000))
+    code, _, err = run(["decode", bad, "-o", tmp_path / "out.wav"], capsys)
+    assert code == 4, err
+    assert sorted(os.listdir(tmp_path)) == ["garbage.hyb"]
+
+
+def test_real_encode_unsupported_audio(tmp_path, capsys):
+    src = tmp_path / "song.wav"
+    sf.write(src, np.zeros((100, 1), np.float32), 8000, subtype="FLOAT")
+    code, _, err = run(["encode", src], capsys)
+    assert code == 3
+    assert error_lines(err) == [
+        f"hybridcodec: {src}: 32-bit float audio is not supported (integer PCM 8-24 bit only)"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["song.wav"]
+
+
+def test_python_dash_m(tmp_path, repo_dir):
+    """``python -m hybridcodec`` is the same CLI, exit status included (no coding: fast)."""
+    bad = tmp_path / "bad.hyb"
+    bad.write_bytes(b"not a stream")
+    env = dict(os.environ, PYTHONPATH=str(repo_dir))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybridcodec", "info", str(tmp_path / "missing.hyb"), str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert lines[0] == f"hybridcodec: {tmp_path / 'missing.hyb'}: cannot open: no such file"
+    assert len(lines) == 2 and lines[1].startswith(f"hybridcodec: {bad}: ")
