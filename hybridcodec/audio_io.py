@@ -31,12 +31,14 @@ __all__ = [
     "AudioInfo",
     "AudioReader",
     "AudioWriter",
+    "WavStreamWriter",
     "MAX_CHANNELS",
     "SUPPORTED_BITS",
     "OUTPUT_FORMATS",
     "open_audio",
     "open_audio_writer",
     "output_format_for",
+    "wav_header",
 ]
 
 MAX_CHANNELS = 8
@@ -74,7 +76,19 @@ class AudioInfo:
     source_format: str
 
 
-def _name(path: str | os.PathLike[str]) -> str:
+def _is_file(obj: object) -> bool:
+    return hasattr(obj, "read") or hasattr(obj, "write")
+
+
+def _name(path) -> str:
+    """The name to show for ``path``: the path itself, or a file object's name."""
+    if _is_file(path):
+        name = getattr(path, "name", None)
+        if name in (0, "<stdin>"):
+            return "<stdin>"
+        if name in (1, "<stdout>"):
+            return "<stdout>"
+        return os.fspath(name) if isinstance(name, (str, os.PathLike)) else "<stream>"
     return os.fspath(path)
 
 
@@ -109,20 +123,30 @@ def _subtype_description(subtype: str) -> str:
 _SF_COUNT_MAX = 2**63 - 1
 
 
-def _flac_has_frames(path: str) -> bool:
-    """Whether anything follows the metadata blocks of a native FLAC file."""
+def _flac_has_frames(path) -> bool:
+    """Whether anything follows the metadata blocks of a native FLAC file (path or file)."""
+    def scan(f: BinaryIO) -> bool:
+        if f.read(4) != b"fLaC":
+            return True
+        while True:
+            hdr = f.read(4)
+            if len(hdr) < 4:
+                return False
+            f.seek(int.from_bytes(hdr[1:], "big"), os.SEEK_CUR)
+            if hdr[0] & 0x80:
+                return f.read(1) != b""
+
     try:
+        if _is_file(path):
+            where = path.tell()
+            try:
+                path.seek(0)
+                return scan(path)
+            finally:
+                path.seek(where)
         with open(path, "rb") as f:
-            if f.read(4) != b"fLaC":
-                return True
-            while True:
-                hdr = f.read(4)
-                if len(hdr) < 4:
-                    return False
-                f.seek(int.from_bytes(hdr[1:], "big"), os.SEEK_CUR)
-                if hdr[0] & 0x80:
-                    return f.read(1) != b""
-    except OSError:
+            return scan(f)
+    except (OSError, ValueError):
         return True
 
 
@@ -212,15 +236,16 @@ class AudioReader:
             pass
 
 
-def open_audio(path: str | os.PathLike[str]) -> AudioReader:
-    """Open an integer PCM file for reading.
+def open_audio(path) -> AudioReader:
+    """Open an integer PCM file for reading: a path, or a seekable binary file object.
 
     Raises :class:`UnsupportedAudioError` for a missing, unreadable or non-audio file,
     for float / 32-bit / compressed sample formats and for more than 8 channels.
     """
-    _precheck_path(path)
+    if not _is_file(path):
+        _precheck_path(path)
     try:
-        sfile = sf.SoundFile(_name(path), "r")
+        sfile = sf.SoundFile(path if _is_file(path) else _name(path), "r")
     except Exception as exc:
         raise _cannot_read(path, _short_reason(exc)) from None
     try:
@@ -240,7 +265,8 @@ def open_audio(path: str | os.PathLike[str]) -> AudioReader:
             )
         if rate <= 0:
             raise UnsupportedAudioError(f"{_name(path)}: invalid sample rate {rate}")
-        if frames == _SF_COUNT_MAX and fmt == "FLAC" and not _flac_has_frames(_name(path)):
+        if frames == _SF_COUNT_MAX and fmt == "FLAC" and not _flac_has_frames(
+                path if _is_file(path) else _name(path)):
             frames = 0  # libsndfile reads "0 samples" in STREAMINFO as "unknown"
         if frames < 0 or frames == _SF_COUNT_MAX:
             raise _cannot_read(
@@ -460,9 +486,130 @@ class AudioWriter:
         return False
 
 
+_WAVE_FORMAT_PCM = 1
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_KSDATAFORMAT_SUBTYPE_PCM = bytes.fromhex("0100000000001000800000aa00389b71")
+
+
+def wav_header(info: AudioInfo) -> bytes:
+    """The header of a canonical WAV file holding exactly ``info.num_samples`` samples.
+
+    Integer PCM, little-endian, ``ceil(bits / 8)`` bytes per sample (8-bit unsigned, as
+    WAV stores it); format tag 1 (PCM), or WAVE_FORMAT_EXTENSIBLE when the source was
+    WAVEX. ``fmt `` then ``data`` and nothing else; a pad byte follows odd-sized data.
+    Raises :class:`UsageError` when the data would not fit a RIFF file (4 GiB).
+    """
+    bits = info.bits_per_sample
+    if bits not in SUPPORTED_BITS:
+        raise UsageError(f"cannot write {bits}-bit audio {_ONLY}")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise UsageError(f"cannot write {info.channels}-channel audio (1 to {MAX_CHANNELS})")
+    if not 0 < info.sample_rate < 2**32:
+        raise UsageError(f"cannot write audio at sample rate {info.sample_rate}")
+    width = (bits + 7) // 8
+    block = width * info.channels
+    data_size = info.num_samples * block
+    extensible = info.source_format.upper() == "WAVEX"
+    if extensible:
+        fmt = struct.pack("<HHIIHHHHI16s", _WAVE_FORMAT_EXTENSIBLE, info.channels,
+                          info.sample_rate, info.sample_rate * block, block, width * 8, 22,
+                          bits, 0, _KSDATAFORMAT_SUBTYPE_PCM)
+    else:
+        fmt = struct.pack("<HHIIHH", _WAVE_FORMAT_PCM, info.channels, info.sample_rate,
+                          info.sample_rate * block, block, width * 8)
+    riff_size = 4 + 8 + len(fmt) + 8 + data_size + (data_size & 1)
+    if riff_size > 0xFFFFFFFF:
+        raise UsageError(
+            f"{info.num_samples} samples of {info.channels}-channel {bits}-bit audio do "
+            "not fit a WAV file (4 GiB): decode to a .flac file instead")
+    return (b"RIFF" + struct.pack("<I", riff_size) + b"WAVE"
+            + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", data_size))
+
+
+def pcm_le_bytes(samples: np.ndarray, bits: int) -> bytes:
+    """Right-justified integer samples as WAV stores them (interleaved, little-endian)."""
+    if bits <= 8:
+        return (samples.astype(np.int16) + 128).astype(np.uint8).tobytes()
+    if bits <= 16:
+        return samples.astype("<i2").tobytes()
+    return samples.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+
+
+class WavStreamWriter:
+    """Writes a WAV file front to back to a binary file object that need not seek
+    (standard output): the header comes first, from the known sample count
+    (:func:`wav_header`); see :func:`open_audio_writer`. Nothing here is atomic: what
+    was written stays written, so a failed decode leaves a short file whose header
+    promises more (readers see it as truncated)."""
+
+    def __init__(self, fp: BinaryIO, info: AudioInfo):
+        self.path = fp
+        self.info = info
+        self.format = "WAV"
+        self._fp = fp
+        self._header = wav_header(info)
+        self._bits = info.bits_per_sample
+        self._lo = -(1 << (self._bits - 1))
+        self._hi = (1 << (self._bits - 1)) - 1
+        self._open = False
+        self.frames_written = 0
+
+    def __enter__(self) -> "WavStreamWriter":
+        self._put(self._header)
+        self._open = True
+        return self
+
+    def _put(self, data: bytes) -> None:
+        try:
+            self._fp.write(data)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise OSError(f"cannot write {_name(self.path)}: {_short_reason(exc)}") from None
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append right-justified integer samples, shape ``(m, channels)`` (or ``(m,)``)."""
+        if not self._open:
+            raise ValueError("write to a WavStreamWriter outside its with-block")
+        a = np.asarray(frames)
+        if a.ndim == 1 and self.info.channels == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.shape[1] != self.info.channels:
+            raise ValueError(f"expected samples of shape (m, {self.info.channels}), got {a.shape}")
+        if a.dtype.kind not in "iu":
+            raise ValueError(f"expected integer samples, got {a.dtype}")
+        if a.shape[0] == 0:
+            return
+        if self.frames_written + a.shape[0] > self.info.num_samples:
+            raise ValueError("more samples than the WAV header declares")
+        if a.min() < self._lo or a.max() > self._hi:
+            raise ValueError(f"sample out of range for {self._bits}-bit audio: [{a.min()}, {a.max()}]")
+        self._put(pcm_le_bytes(a, self._bits))
+        self.frames_written += a.shape[0]
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._open = False
+        if exc_type is None:
+            if self.frames_written != self.info.num_samples:
+                raise ValueError(
+                    f"{self.frames_written} samples written, the WAV header declares "
+                    f"{self.info.num_samples}")
+            width = (self._bits + 7) // 8
+            if (self.frames_written * self.info.channels * width) & 1:
+                self._put(b"\0")
+            try:
+                self._fp.flush()
+            except BrokenPipeError:
+                raise
+            except (OSError, ValueError) as exc2:
+                raise OSError(f"cannot write {_name(self.path)}: {_short_reason(exc2)}") from None
+        return False
+
+
 def open_audio_writer(
-    path: str | os.PathLike[str], info: AudioInfo, *, overwrite: bool = False
-) -> AudioWriter:
+    path, info: AudioInfo, *, overwrite: bool = False
+) -> AudioWriter | WavStreamWriter:
     """Open ``path`` for writing PCM described by ``info`` (use as a context manager).
 
     The format comes from the extension (``.wav``, ``.flac``, ``.aif``, ``.aiff``, any
@@ -471,5 +618,11 @@ def open_audio_writer(
     ``PCM_S8`` in FLAC/AIFF). The file appears only when the ``with`` block exits
     without an exception; if ``path`` exists and ``overwrite`` is false this call raises
     :class:`UsageError` before any work.
+
+    ``path`` may also be a binary file object (standard output): the audio is then
+    written as WAV front to back by a :class:`WavStreamWriter` (libsndfile cannot write
+    WAV or FLAC headers to a stream that does not seek), not atomically.
     """
+    if _is_file(path):
+        return WavStreamWriter(path, info)
     return AudioWriter(path, info, overwrite=overwrite)

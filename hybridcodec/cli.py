@@ -1,15 +1,17 @@
-"""The ``hybridcodec`` command line: ``encode``, ``decode`` and ``info``.
+"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify`` and ``info``.
 
 Every input file is processed on its own: an error on one prints
 ``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
 next; the exit status is the ``exit_code`` of the first error (0 when all succeeded).
-Usage errors exit with 2, an interrupt with 130 (outputs are written atomically, so an
-interrupted run leaves no partial file), and anything unexpected prints one
-``internal error`` line and exits with 70 (``HYBRIDCODEC_DEBUG=1`` adds the traceback).
+Usage errors exit with 2, SIGINT with 130 and SIGTERM with 143 (outputs are written
+atomically, so an interrupted run leaves no partial file), a damaged stream decoded with
+``--ignore-errors`` with 6, and anything unexpected prints one ``internal error`` line
+and exits with 70 (``HYBRIDCODEC_DEBUG=1`` adds the traceback). ``-`` as a path means
+standard input / output.
 
 The codec itself is imported lazily (it pulls in torch), through the small wrappers
-:func:`encode_file`, :func:`decode_file`, :func:`describe_stream` and
-:func:`decoded_suffix`, which tests may replace.
+:func:`encode_file`, :func:`decode_file`, :func:`verify_file`, :func:`describe_stream`
+and :func:`decoded_suffix`, which tests may replace.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -29,8 +32,12 @@ PROG = "hybridcodec"
 STREAM_SUFFIX = ".hyb"
 EXIT_OK = 0
 EXIT_USAGE = UsageError.exit_code
+EXIT_DAMAGED = 4  # verify: the stream is damaged
+EXIT_DAMAGED_OUTPUT = 6  # decode --ignore-errors: damaged frames written as silence
 EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM
+STDIO = "-"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -56,7 +63,12 @@ def decode_file(src: str, dst: str, **kwargs):
     return _codec().decode_file(src, dst, **kwargs)
 
 
-def describe_stream(src: str) -> str:
+def verify_file(src, **kwargs):
+    """``hybridcodec.codec.verify_file``."""
+    return _codec().verify_file(src, **kwargs)
+
+
+def describe_stream(src) -> str:
     """``hybridcodec.codec.describe_stream``."""
     return _codec().describe_stream(src)
 
@@ -109,6 +121,8 @@ def _fmt_size(n: int) -> str:
 
 def summary_line(src: str, dst: str, report) -> str:
     """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 %), 25.3x realtime``."""
+    src = "<stdin>" if src == STDIO else src
+    dst = "<stdout>" if dst == STDIO else dst
     ratio = (
         f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
         if report.input_bytes > 0
@@ -183,6 +197,8 @@ def _same_file(a: str, b: str) -> bool:
 
 def _check_input(src: str, verb: str) -> None:
     """Clear errors for a missing input or a directory, before anything else."""
+    if src == STDIO:
+        return
     if verb == "encode":
         # the same wording the audio reader uses (exit 3)
         from .audio_io import _precheck_path
@@ -200,6 +216,8 @@ def _check_input(src: str, verb: str) -> None:
 def _output_path(src: str, args: argparse.Namespace, suffix: Callable[[], str]) -> str:
     if args.output is not None:
         return args.output
+    if src == STDIO:
+        return STDIO  # a filter: standard input to standard output
     name = Path(src).with_suffix(suffix()).name if Path(src).suffix else Path(src).name + suffix()
     if args.outdir is not None:
         return os.path.join(args.outdir, name)
@@ -219,10 +237,14 @@ def _is_output_name(verb: str, path: str) -> bool:
 
 
 class _Run:
-    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
+    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO,
+                 stdin_bytes=None, stdout_bytes=None) -> None:
         self.args = args
         self.stdout = stdout
         self.stderr = stderr
+        self._stdin_bytes = stdin_bytes
+        self._stdout_bytes = stdout_bytes
+        self.data_on_stdout = False  # then summaries go to stderr
         self.exit_code = EXIT_OK
         self.debug = os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0")
         self.progress: ProgressLine | None = None
@@ -266,12 +288,47 @@ class _Run:
 
     def say(self, text: str) -> None:
         if not getattr(self.args, "quiet", False):
-            print(text, file=self.stdout, flush=True)
+            print(text, file=self.stderr if self.data_on_stdout else self.stdout, flush=True)
+
+    def warn(self, src: str, text: str) -> None:
+        self.clear_progress()
+        print(_message(src, f"warning: {text}"), file=self.stderr, flush=True)
+
+    def note_code(self, code: int) -> None:
+        if self.exit_code == EXIT_OK:
+            self.exit_code = code
+
+    def stdin_bytes(self):
+        if self._stdin_bytes is None:
+            self._stdin_bytes = sys.stdin.buffer
+        return self._stdin_bytes
+
+    def stdout_bytes(self):
+        if self._stdout_bytes is None:
+            if sys.stdout.isatty():
+                raise UsageError("refusing to write binary data to a terminal "
+                                 "(redirect standard output, or give -o FILE)")
+            self._stdout_bytes = sys.stdout.buffer
+        return self._stdout_bytes
+
+    def codec_kwargs(self) -> dict:
+        """Options passed on only when not at their default (keeps the wrappers simple)."""
+        kw = {}
+        if getattr(self.args, "jobs", 1) != 1:
+            kw["jobs"] = self.args.jobs
+        if getattr(self.args, "ignore_errors", False):
+            kw["ignore_errors"] = True
+        return kw
 
     # -- verbs
 
     def claim_output(self, src: str, dst: str) -> None:
-        if _same_file(src, dst):
+        if dst == STDIO:
+            if STDIO in self.outputs:
+                raise UsageError("standard output is already the output for another input")
+            self.outputs[STDIO] = src
+            return
+        if src != STDIO and _same_file(src, dst):
             raise UsageError(f"output {dst} is the input file itself")
         key = os.path.realpath(dst)
         other = self.outputs.get(key)
@@ -289,25 +346,58 @@ class _Run:
             dst = _output_path(src, args, lambda: STREAM_SUFFIX)
         else:
             dst = _output_path(src, args, lambda: decoded_suffix(src))
-            from .audio_io import output_format_for
+            if dst != STDIO:
+                from .audio_io import output_format_for
 
-            output_format_for(dst)  # a bad extension fails before decoding
+                output_format_for(dst)  # a bad extension fails before decoding
         self.claim_output(src, dst)
-        check_output_path(dst, overwrite=args.force)  # before any work
+        if dst != STDIO:
+            check_output_path(dst, overwrite=args.force)  # before any work
         func = encode_file if verb == "encode" else decode_file
         report = func(
-            src,
-            dst,
+            self.stdin_bytes() if src == STDIO else src,
+            self.stdout_bytes() if dst == STDIO else dst,
             model=args.model,
             overwrite=args.force,
             progress=self.make_progress(src),
+            **self.codec_kwargs(),
         )
         self.clear_progress()
+        for region in getattr(report, "damaged", None) or []:
+            self.warn(src, f"{region} (written as silence)")
+        for text in getattr(report, "warnings", None) or []:
+            self.warn(src, text)
         self.say(summary_line(src, dst, report))
+        if getattr(report, "damaged", None) or getattr(report, "warnings", None):
+            self.note_code(EXIT_DAMAGED_OUTPUT)
+
+    def verify_one(self, src: str) -> None:
+        _check_input(src, "verify")
+        report = verify_file(
+            self.stdin_bytes() if src == STDIO else src,
+            model=self.args.model,
+            progress=self.make_progress(src),
+            **self.codec_kwargs(),
+        )
+        self.clear_progress()
+        name = "<stdin>" if src == STDIO else src
+        for region in report.damaged:
+            print(_message(src, f"damaged {region}"), file=self.stderr, flush=True)
+        for text in report.warnings:
+            print(_message(src, text), file=self.stderr, flush=True)
+        seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
+        what = (f"{report.num_samples} samples ({seconds:.2f} s), {report.num_frames} frames")
+        if report.ok:
+            self.say(f"{name}: ok, {what}, MD5 ok")
+            return
+        md5 = {True: "MD5 ok", False: "MD5 mismatch", None: "MD5 not checked"}[report.md5_ok]
+        print(_message(src, f"damaged: {len(report.damaged)} of {report.num_frames} frames "
+                            f"bad, {md5}"), file=self.stderr, flush=True)
+        self.note_code(EXIT_DAMAGED)
 
     def info_one(self, src: str) -> None:
         _check_input(src, "info")
-        text = describe_stream(src).rstrip("\n")
+        text = describe_stream(self.stdin_bytes() if src == STDIO else src).rstrip("\n")
         if self.printed_info:
             text = "\n" + text  # a blank line between files
         print(text, file=self.stdout, flush=True)
@@ -315,13 +405,23 @@ class _Run:
 
     def prepare(self) -> None:
         args = self.args
-        if args.verb == "info":
+        if args.inputs.count(STDIO) > 1:
+            raise UsageError("standard input (-) can be read only once")
+        if args.verb in ("info", "verify"):
             return
         if args.output is None and args.outdir is None and len(args.inputs) == 2:
             first, second = args.inputs
-            if _is_output_name(args.verb, second) and not _is_output_name(args.verb, first):
-                # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav`: the second path is the output
+            if (_is_output_name(args.verb, second) or second == STDIO) and \
+                    first != STDIO and not _is_output_name(args.verb, first):
+                # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav` / `... IN -`: the second
+                # path is the output
                 args.inputs, args.output = [first], second
+            elif first == STDIO and _is_output_name(args.verb, second):
+                args.inputs, args.output = [first], second
+        if args.outdir is not None and STDIO in args.inputs:
+            raise UsageError("standard input (-) has no name to put in --outdir: use -o OUT")
+        self.data_on_stdout = args.output == STDIO or (
+            args.output is None and STDIO in args.inputs)
         if args.output is not None and len(args.inputs) != 1:
             raise UsageError(
                 f"-o/--output names one output but {len(args.inputs)} inputs were given "
@@ -341,7 +441,8 @@ class _Run:
         except HybridCodecError as exc:
             self.fail(None, exc)
             return self.exit_code
-        one = self.info_one if self.args.verb == "info" else self.code_one
+        one = {"info": self.info_one, "verify": self.verify_one}.get(self.args.verb,
+                                                                    self.code_one)
         for src in self.args.inputs:
             try:
                 one(src)
@@ -364,6 +465,18 @@ def _version() -> str:
         return "unknown"
 
 
+def _jobs_arg(text: str) -> int:
+    from .parallel import MAX_JOBS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_JOBS}, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as ``hybridcodec: ...`` lines (exit 2)."""
 
@@ -378,23 +491,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learned lossless/lossy audio codec.",
         epilog=(
             "exit codes: 0 ok, 1 codec error, 2 usage, 3 unreadable/unsupported audio, "
-            "4 corrupt/truncated stream, 5 model problem, 70 internal error, 130 interrupted"
+            "4 corrupt/truncated/damaged stream, 5 model problem, 6 damaged stream decoded "
+            "with --ignore-errors (output written, damaged frames silent), 70 internal "
+            "error, 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+            "'-' as a path: standard input / output."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="verb", metavar="{encode,decode,info}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="verb", metavar="{encode,decode,verify,info}",
+                                parser_class=_Parser)
     sub.required = True
 
-    def coding_verb(name: str, help_: str, default: str, out_suffix: str) -> None:
+    def jobs_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-j", "--jobs", metavar="N", type=_jobs_arg, default=1,
+            help="code frames in N worker processes (0: one per CPU; default 1); "
+            "the output is the same for every N",
+        )
+
+    def ignore_errors_option(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--ignore-errors", action="store_true", help=what)
+
+    def coding_verb(name: str, help_: str, default: str, out_suffix: str) -> argparse.ArgumentParser:
+        extra = " [--ignore-errors]" if name == "decode" else ""
         p = sub.add_parser(
             name,
             help=help_,
             description=help_,
             usage=f"%(prog)s IN [OUT{out_suffix}] | IN... [-o OUT | --outdir DIR] "
-            "[--model PATH] [-f] [-q]",
+            f"[--model PATH] [-j N] [-f] [-q]{extra}",
             epilog=(
-                f"With exactly two paths of which only the second ends in {out_suffix}, "
-                "the second is the output (like -o)."
+                f"With exactly two paths of which only the second ends in {out_suffix} "
+                "(or is -), the second is the output (like -o). '-' reads standard input "
+                "or writes standard output"
+                + (" (as WAV)" if name == "decode" else "")
+                + "; input - without -o writes standard output."
             ),
         )
         p.add_argument("inputs", nargs="+", metavar="IN", help="input file(s)")
@@ -408,19 +539,40 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"directory for the outputs (default: beside each input, {default})",
         )
         p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
+        jobs_option(p)
         p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("-q", "--quiet", action="store_true", help="no summary line, no progress")
+        return p
 
     coding_verb(
         "encode", "encode PCM audio (WAV, FLAC, AIFF) into .hyb streams", "IN with .hyb", ".hyb"
     )
-    coding_verb(
+    decode = coding_verb(
         "decode",
         "decode .hyb streams to PCM (output format from the output's extension: "
         ".wav, .flac, .aif, .aiff)",
         "IN with .flac if it was coded from FLAC, else .wav",
         ".wav|.flac|.aif|.aiff",
     )
+    ignore_errors_option(
+        decode,
+        "decode past damaged frames: write each as silence, report it on stderr, keep "
+        "the output and exit with 6 (default: stop at the first problem, no output)",
+    )
+    p = sub.add_parser(
+        "verify",
+        help="check .hyb streams completely (every CRC, every frame decoded, the MD5) "
+        "without writing audio",
+        description="check .hyb streams completely (every CRC, every frame decoded, the "
+        "MD5) without writing audio; exit 0 when all are intact, 4 when one is damaged",
+        usage="%(prog)s FILE... [--model PATH] [-j N] [--ignore-errors] [-q]",
+    )
+    p.add_argument("inputs", nargs="+", metavar="FILE", help=".hyb file(s), - for stdin")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
+    jobs_option(p)
+    ignore_errors_option(
+        p, "read on past damaged frames and list every one (default: stop at the first)")
+    p.add_argument("-q", "--quiet", action="store_true", help="nothing on success")
     p = sub.add_parser("info", help="describe .hyb streams", description="describe .hyb streams")
     p.add_argument("inputs", nargs="+", metavar="FILE", help=".hyb file(s)")
     return parser
@@ -429,32 +581,81 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- entry point
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like an interrupt so that every cleanup path (temporary files,
+    worker processes) runs exactly as for Ctrl-C."""
+
+
+def _install_signal_handlers() -> dict:
+    """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, once: a second
+    signal while the first one's cleanup runs is ignored, so the cleanup completes.
+    Signals the caller ignores stay ignored. Returns the handlers to restore."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    stopping = []
+
+    def handler(signum, frame):
+        if stopping:
+            return
+        stopping.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+            pass
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, old in previous.items():
+        try:
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        except (ValueError, OSError, TypeError):  # pragma: no cover
+            pass
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    stdin_bytes=None,
+    stdout_bytes=None,
 ) -> int:
-    """Run the CLI; returns the exit status (the console script passes it to ``sys.exit``)."""
+    """Run the CLI; returns the exit status (the console script passes it to ``sys.exit``).
+
+    ``stdin_bytes`` / ``stdout_bytes`` are the binary streams behind the path ``-``
+    (default ``sys.stdin.buffer`` / ``sys.stdout.buffer``).
+    """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     run: _Run | None = None
+    previous = _install_signal_handlers()
     try:
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help, --version, usage errors
             code = exc.code
             return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
-        run = _Run(args, out, err)
+        run = _Run(args, out, err, stdin_bytes, stdout_bytes)
         return run.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if run is not None:
             run.clear_progress()
+        terminated = isinstance(exc, Terminated)
         try:
-            print(f"{PROG}: interrupted", file=err, flush=True)
+            print(f"{PROG}: {'terminated' if terminated else 'interrupted'}", file=err,
+                  flush=True)
         except Exception:
             pass
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
         # e.g. `hybridcodec info a.hyb | head -1`: stop quietly, like other filters
         try:
@@ -471,6 +672,8 @@ def main(
             file=err,
         )
         return EXIT_INTERNAL
+    finally:
+        _restore_signal_handlers(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

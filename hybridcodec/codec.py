@@ -7,11 +7,13 @@ bounded whatever the file length.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 import numpy as np
@@ -19,13 +21,26 @@ import torch
 
 from .atomic import atomic_output
 from .audio_io import AudioInfo, open_audio, open_audio_writer
-from .container import (Frame, StreamFooter, StreamHeader, StreamReader, read_stream_layout,
-                        write_footer, write_frame, write_header)
-from .errors import CorruptStreamError, InputFileError, ModelMismatchError
+from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
+                        read_stream_layout, write_footer, write_frame, write_header)
+from .errors import CorruptStreamError, HybridCodecError, InputFileError, ModelMismatchError
 from .framecodec import decode_frame, encode_frame
 from .model import load_model
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DamagedRegion:
+    """A frame that could not be decoded (``--ignore-errors``): written as silence."""
+
+    frame: int
+    start: int  # first sample (per channel) of the frame
+    end: int  # one past its last sample
+    reason: str
+
+    def __str__(self) -> str:
+        return f"frame {self.frame} (samples {self.start}..{self.end - 1}): {self.reason}"
 
 
 @dataclass
@@ -38,6 +53,37 @@ class CodingReport:
     sample_rate: int
     channels: int
     seconds: float
+    #: decode with ``ignore_errors``: the frames written as silence, in order
+    damaged: list[DamagedRegion] = field(default_factory=list)
+    #: decode with ``ignore_errors``: other problems (end chunk, MD5), one line each
+    warnings: list[str] = field(default_factory=list)
+    #: whether the decoded PCM matched the stream's MD5 (None: it could not be checked)
+    md5_ok: bool | None = True
+
+    @property
+    def clean(self) -> bool:
+        """No damage, no warning, MD5 matched."""
+        return not self.damaged and not self.warnings and self.md5_ok is True
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_file` found. ``ok`` means every frame decoded and the MD5 matched."""
+
+    path: str
+    num_samples: int
+    sample_rate: int
+    channels: int
+    num_frames: int
+    input_bytes: int
+    seconds: float
+    damaged: list[DamagedRegion] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    md5_ok: bool | None = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.warnings and self.md5_ok is True
 
 
 def single_threaded(fn):
@@ -58,6 +104,14 @@ def single_threaded(fn):
     return wrapper
 
 
+def _layer_count(net) -> int:
+    """Layers per frame of a complete stream coded with ``net``."""
+    from . import framecodec
+
+    count = getattr(framecodec, "layer_count", None)
+    return count(net) if count is not None else net.config.levels + 1
+
+
 def pcm_bytes(pcm: np.ndarray, bits: int) -> bytes:
     """PCM as little-endian signed integers of whole bytes, interleaved (what the MD5 covers)."""
     if bits <= 8:
@@ -67,41 +121,180 @@ def pcm_bytes(pcm: np.ndarray, bits: int) -> bytes:
     return pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
+def _is_file(obj) -> bool:
+    return hasattr(obj, "read") or hasattr(obj, "write")
+
+
+def _display(obj) -> str:
+    """A path as given, or a file object's name (``<stdin>``, ``<stdout>``)."""
+    if _is_file(obj):
+        name = getattr(obj, "name", None)
+        if name in (0, "<stdin>"):
+            return "<stdin>"
+        if name in (1, "<stdout>"):
+            return "<stdout>"
+        return os.fspath(name) if isinstance(name, (str, os.PathLike)) else "<stream>"
+    return os.fspath(obj)
+
+
+def _seekable(fp) -> bool:
+    try:
+        return bool(fp.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _size(obj) -> int:
+    """Size in bytes of a path or a seekable file object (0 where unknown)."""
+    try:
+        if not _is_file(obj):
+            return os.path.getsize(obj)
+        if _seekable(obj):
+            where = obj.tell()
+            end = obj.seek(0, os.SEEK_END)
+            obj.seek(where)
+            return end
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+#: Bytes of piped input audio held in memory before spooling goes to a temporary file.
+SPOOL_MEMORY = 16 << 20
+
+
+def _spool(fp: BinaryIO) -> tempfile.SpooledTemporaryFile:
+    """Copy a non-seekable input (a pipe) to a seekable temporary file, in bounded pieces.
+
+    The header needs the audio's length before the first frame, and a piped WAV often
+    has none (or a wrong one); libsndfile also needs to seek. Memory stays bounded: past
+    SPOOL_MEMORY the copy goes to an anonymous file in the temp directory (deleted when
+    closed, also on an interrupt).
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    try:
+        while True:
+            data = fp.read(1 << 20)
+            if not data:
+                break
+            spool.write(data)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+class _Counting:
+    """A write-only file object that counts the bytes passed to ``fp`` (standard output)."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        self.name = getattr(fp, "name", None)
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self._fp.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._fp.flush()
+
+
+class _Output:
+    """``atomic_output(dst)`` for a path; the file object itself (not closed) otherwise."""
+
+    def __init__(self, dst, overwrite: bool) -> None:
+        self._atomic = None if _is_file(dst) else atomic_output(dst, overwrite=overwrite)
+        self._fp = dst
+
+    def __enter__(self) -> BinaryIO:
+        return self._atomic.__enter__() if self._atomic is not None else self._fp
+
+    def __exit__(self, *exc) -> bool:
+        if self._atomic is not None:
+            return self._atomic.__exit__(*exc)
+        if exc[0] is None:
+            self._fp.flush()
+        return False
+
+
+def _check_jobs(jobs) -> int:
+    from .parallel import check_jobs
+
+    return check_jobs(jobs)
+
+
 @single_threaded
-def encode_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
-                overwrite: bool = False, progress: Progress | None = None) -> CodingReport:
-    """Encode an audio file (WAV/FLAC/AIFF, integer PCM) losslessly into a .hyb stream."""
+def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
+                model: str | None = None, overwrite: bool = False,
+                progress: Progress | None = None, jobs: int = 1) -> CodingReport:
+    """Encode an audio file (WAV/FLAC/AIFF, integer PCM) losslessly into a .hyb stream.
+
+    ``src`` and ``dst`` are paths or binary file objects (e.g. ``sys.stdin.buffer`` /
+    ``sys.stdout.buffer``). A non-seekable input is first spooled to a temporary file
+    (the header needs the length); a path output is written atomically, a file object
+    front to back. ``jobs`` > 1 codes frames in that many worker processes (0: one per
+    CPU); the stream is byte-identical to ``jobs=1``.
+    """
+    from .parallel import frame_runner
+
     start = time.perf_counter()
+    jobs = _check_jobs(jobs)
+    name = _display(src)
     net, model_id = load_model(model)
     cfg = net.config
-    with open_audio(src) as reader:
-        info = reader.info
-        header = StreamHeader(
-            sample_rate=info.sample_rate, channels=info.channels,
-            bits_per_sample=info.bits_per_sample, subtype=info.subtype,
-            source_format=info.source_format, num_samples=info.num_samples,
-            frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
-            num_layers=cfg.levels + 1)
-        md5 = hashlib.md5()
-        with atomic_output(dst, overwrite=overwrite) as fp:
-            write_header(fp, header)
-            done = 0
-            for index in range(header.num_frames):
-                pcm = reader.read(cfg.frame_length)
-                if len(pcm) != header.frame_num_samples(index):
-                    raise InputFileError(f"{os.fspath(src)}: audio ends after {done + len(pcm)} "
-                                         f"of {info.num_samples} declared samples")
-                md5.update(pcm_bytes(pcm, info.bits_per_sample))
-                write_frame(fp, Frame(index, len(pcm), tuple(encode_frame(net, pcm))))
-                done += len(pcm)
-                if progress:
-                    progress(done, info.num_samples)
-            write_footer(fp, StreamFooter(header.num_frames, info.num_samples, md5.digest()))
-    return CodingReport(os.path.getsize(src), os.path.getsize(dst), info.num_samples,
+    spool = None
+    if _is_file(src) and not _seekable(src):
+        spool = _spool(src)
+    try:
+        source = spool if spool is not None else src
+        input_bytes = _size(source)
+        with open_audio(source) as reader:
+            info = reader.info
+            header = StreamHeader(
+                sample_rate=info.sample_rate, channels=info.channels,
+                bits_per_sample=info.bits_per_sample, subtype=info.subtype,
+                source_format=info.source_format, num_samples=info.num_samples,
+                frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
+                num_layers=_layer_count(net))
+            md5 = hashlib.md5()
+
+            def tasks():
+                done = 0
+                for index in range(header.num_frames):
+                    pcm = reader.read(cfg.frame_length)
+                    if len(pcm) != header.frame_num_samples(index):
+                        raise InputFileError(f"{name}: audio ends after {done + len(pcm)} "
+                                             f"of {info.num_samples} declared samples")
+                    md5.update(pcm_bytes(pcm, info.bits_per_sample))
+                    done += len(pcm)
+                    yield "encode", pcm
+
+            target = _Counting(dst) if _is_file(dst) else dst
+            with _Output(target, overwrite) as fp, frame_runner(jobs, net, model) as runner:
+                write_header(fp, header)
+                written = 0
+                for index, layers in enumerate(runner.run(tasks())):
+                    n = header.frame_num_samples(index)
+                    write_frame(fp, Frame(index, n, tuple(layers)))
+                    written += n
+                    if progress:
+                        progress(written, info.num_samples)
+                write_footer(fp, StreamFooter(header.num_frames, info.num_samples,
+                                              md5.digest()))
+    finally:
+        if spool is not None:
+            spool.close()
+    output_bytes = target.count if _is_file(dst) else os.path.getsize(dst)
+    return CodingReport(input_bytes, output_bytes, info.num_samples,
                         info.sample_rate, info.channels, time.perf_counter() - start)
 
 
-def _open_stream(src: str | os.PathLike) -> BinaryIO:
+def _open_stream(src) -> BinaryIO:
+    if _is_file(src):
+        return contextlib.nullcontext(src)
     try:
         return open(src, "rb")
     except IsADirectoryError:
@@ -115,49 +308,151 @@ def check_model(header: StreamHeader, model_id: str, model: str | None, src) -> 
     if header.model_id != model_id:
         given = "the embedded default model" if model is None else f"model {os.fspath(model)}"
         raise ModelMismatchError(
-            f"{os.fspath(src)}: coded with model {header.model_id}, but {given} is "
+            f"{_display(src)}: coded with model {header.model_id}, but {given} is "
             f"{model_id} (pass the right --model)")
 
 
-@single_threaded
-def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
-                overwrite: bool = False, progress: Progress | None = None) -> CodingReport:
-    """Decode a .hyb stream to WAV/FLAC/AIFF (by ``dst``'s extension), verifying its MD5."""
-    start = time.perf_counter()
-    with _open_stream(src) as fp:
-        stream = StreamReader(fp)
-        header = stream.header
-        net, model_id = load_model(model)
-        check_model(header, model_id, model, src)
-        if header.levels != net.config.levels or header.frame_length != net.config.frame_length:
-            raise CorruptStreamError(f"{os.fspath(src)}: header disagrees with its model")
-        info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
-                         header.bits_per_sample, header.subtype, header.source_format)
-        md5 = hashlib.md5()
-        lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
-        with open_audio_writer(dst, info, overwrite=overwrite) as out:
-            done = 0
-            for frame in stream.frames():
-                where = f"{os.fspath(src)}: frame {frame.index}"
-                pcm = decode_frame(net, dict(frame.layers), frame.num_samples,
-                                   header.channels, where)
-                if pcm.size and (pcm.min() < lo or pcm.max() >= hi):
+@dataclass
+class _DecodeResult:
+    header: StreamHeader
+    damaged: list[DamagedRegion]
+    warnings: list[str]
+    md5_ok: bool | None
+    bytes_read: int
+
+
+def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
+                   ignore_errors: bool, jobs: int, open_sink) -> _DecodeResult:
+    """Decode a stream frame by frame, handing PCM blocks to ``open_sink(info)``'s writer.
+
+    Strict (``ignore_errors`` false): the first problem raises. Otherwise a frame that
+    cannot be decoded (container damage, payload CRC, codec error, samples out of range)
+    becomes silence and is listed, and the rest is decoded (docs/format.md, "Recovery").
+    """
+    from .parallel import frame_runner
+
+    stream = StreamReader(fp, recover=ignore_errors)
+    header = stream.header
+    net, model_id = load_model(model)
+    check_model(header, model_id, model, name)
+    if header.levels != net.config.levels or header.frame_length != net.config.frame_length:
+        raise CorruptStreamError(f"{name}: header disagrees with its model")
+    info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
+                     header.bits_per_sample, header.subtype, header.source_format)
+    md5 = hashlib.md5()
+    lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
+    damaged: list[DamagedRegion] = []
+
+    def tasks():
+        for item in stream.frames():
+            if isinstance(item, DamagedFrame):
+                yield "pass", item
+            else:
+                yield ("decode", dict(item.layers), item.num_samples, header.channels,
+                       f"{name}: frame {item.index}")
+
+    def damage(index: int, n: int, reason: str) -> np.ndarray:
+        first = index * header.frame_length
+        damaged.append(DamagedRegion(index, first, first + n, reason))
+        return np.zeros((n, header.channels), np.int64)
+
+    with open_sink(info) as out, frame_runner(jobs, net, model) as runner:
+        done = 0
+        index = 0
+        for result in runner.run(tasks()):
+            n = header.frame_num_samples(index)
+            where = f"{name}: frame {index}"
+            if isinstance(result, DamagedFrame):
+                pcm = damage(index, n, result.reason)
+            elif isinstance(result, HybridCodecError):
+                if not ignore_errors:
+                    raise result
+                pcm = damage(index, n, str(result).replace(f"{where}: ", "").replace(
+                    f"{where} ", ""))
+            elif result.size and (result.min() < lo or result.max() >= hi):
+                if not ignore_errors:
                     raise CorruptStreamError(f"{where}: decoded samples out of range")
-                md5.update(pcm_bytes(pcm, header.bits_per_sample))
+                pcm = damage(index, n, "decoded samples out of range")
+            else:
+                pcm = result
+            md5.update(pcm_bytes(pcm, header.bits_per_sample))
+            if out is not None:
                 out.write(pcm.astype(np.int32))
-                done += frame.num_samples
-                if progress:
-                    progress(done, header.num_samples)
-            if md5.digest() != stream.footer.md5:
-                raise CorruptStreamError(f"{os.fspath(src)}: MD5 mismatch, decoded audio is wrong")
-    return CodingReport(os.path.getsize(src), os.path.getsize(dst), header.num_samples,
-                        header.sample_rate, header.channels, time.perf_counter() - start)
+            done += n
+            index += 1
+            if progress:
+                progress(done, header.num_samples)
+        warnings = list(stream.problems)
+        if stream.footer is None:
+            md5_ok = None
+        else:
+            md5_ok = md5.digest() == stream.footer.md5
+            if not md5_ok:
+                if not ignore_errors:
+                    raise CorruptStreamError(f"{name}: MD5 mismatch, decoded audio is wrong")
+                if damaged:
+                    warnings.append(f"MD5 mismatch, as expected with {len(damaged)} damaged "
+                                    f"frame{'s' if len(damaged) != 1 else ''}")
+                else:
+                    warnings.append("MD5 mismatch, decoded audio is wrong")
+    return _DecodeResult(header, damaged, warnings, md5_ok, stream.bytes_read)
+
+
+@single_threaded
+def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
+                model: str | None = None, overwrite: bool = False,
+                progress: Progress | None = None, ignore_errors: bool = False,
+                jobs: int = 1) -> CodingReport:
+    """Decode a .hyb stream to WAV/FLAC/AIFF (by ``dst``'s extension), verifying its MD5.
+
+    ``src`` and ``dst`` are paths or binary file objects; a file object output gets WAV,
+    written front to back (:class:`~hybridcodec.audio_io.WavStreamWriter`). With
+    ``ignore_errors`` a damaged frame is written as silence and decoding goes on (the
+    report lists the frames and warnings; the output is kept); without it the first
+    problem raises and no output is left. ``jobs`` as for :func:`encode_file`.
+    """
+    start = time.perf_counter()
+    jobs = _check_jobs(jobs)
+    name = _display(src)
+    target = _Counting(dst) if _is_file(dst) else dst
+    with _open_stream(src) as fp:
+        result = _decode_stream(
+            fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
+            open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite))
+    h = result.header
+    input_bytes = _size(src) if not _is_file(src) else result.bytes_read
+    output_bytes = target.count if _is_file(dst) else os.path.getsize(dst)
+    return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
+                        time.perf_counter() - start, result.damaged, result.warnings,
+                        result.md5_ok)
+
+
+@single_threaded
+def verify_file(src: str | os.PathLike | BinaryIO, *, model: str | None = None,
+                progress: Progress | None = None, ignore_errors: bool = False,
+                jobs: int = 1) -> VerifyReport:
+    """Check a stream completely without writing audio: every CRC, every frame decoded,
+    the MD5 compared. Strict: the first problem raises (as :func:`decode_file` would).
+    With ``ignore_errors`` it reads on past damaged frames and returns a report listing
+    all of them (``report.ok`` is then False)."""
+    start = time.perf_counter()
+    jobs = _check_jobs(jobs)
+    name = _display(src)
+    with _open_stream(src) as fp:
+        result = _decode_stream(fp, name, model=model, progress=progress,
+                                ignore_errors=ignore_errors, jobs=jobs,
+                                open_sink=lambda info: contextlib.nullcontext(None))
+    h = result.header
+    return VerifyReport(name, h.num_samples, h.sample_rate, h.channels, h.num_frames,
+                        result.bytes_read, time.perf_counter() - start, result.damaged,
+                        result.warnings, result.md5_ok)
 
 
 def describe_stream(src: str | os.PathLike) -> str:
     """Human-readable stream info, layer table and sizes (``hybridcodec info``)."""
     with _open_stream(src) as fp:
         layout = read_stream_layout(fp)
+    src = _display(src)
     h = layout.header
     seconds = h.num_samples / h.sample_rate
     pcm = h.num_samples * h.channels * (-(-h.bits_per_sample // 8))

@@ -41,6 +41,7 @@ __all__ = [
     "StreamHeader",
     "Frame",
     "StreamFooter",
+    "DamagedFrame",
     "StreamLayout",
     "StreamReader",
     "write_header",
@@ -86,6 +87,7 @@ LAYER_OVERHEAD = _LAYER_ENTRY.size + _CRC.size  # 9 bytes per layer (table entry
 END_CHUNK_SIZE = len(END_SYNC) + _END_BODY.size + _CRC.size  # 34 bytes
 
 _READ_CHUNK = 1 << 20  # bytes per read() where the input's size is unknown
+_SCAN_CHUNK = 1 << 16  # bytes looked at per step while resynchronising
 
 _HEADER_KEYS = (
     "sample_rate",
@@ -160,6 +162,19 @@ class StreamFooter:
     num_frames: int
     num_samples: int
     md5: bytes
+
+
+@dataclass(frozen=True)
+class DamagedFrame:
+    """A frame the recovering reader could not deliver (see docs/format.md, "Recovery").
+
+    ``reason`` is one line: the CRC that failed, or why the frame was not found. The
+    frame's length comes from the stream header, so its samples can be filled in.
+    """
+
+    index: int
+    num_samples: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -389,12 +404,20 @@ def write_footer(fp: BinaryIO, footer: StreamFooter) -> None:
 
 
 class _Source:
-    """Reads from a binary file object, counting bytes and knowing what is left if it can."""
+    """Reads from a binary file object, counting bytes and knowing what is left if it can.
+
+    Bytes can be looked at before they are consumed (:meth:`peek`) and pushed back
+    (:meth:`unread`); :meth:`start_record` / :meth:`stop_record` keep a copy of what is
+    consumed in between. The recovering reader uses these to resynchronise after a
+    damaged frame on any input, a pipe included, holding at most one frame's bytes.
+    """
 
     def __init__(self, fp: BinaryIO):
         self._fp = fp
         self.pos = 0  # bytes consumed since the reader started
         self._size: int | None = None  # bytes from the start position to the end, if known
+        self._buf = bytearray()  # read from fp (or pushed back) but not consumed yet
+        self._record: bytearray | None = None
         try:
             start = fp.tell()
             end = fp.seek(0, io.SEEK_END)
@@ -408,18 +431,17 @@ class _Source:
         """Bytes left in the input, or None where the input cannot tell (a pipe)."""
         return None if self._size is None else max(self._size - self.pos, 0)
 
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes (fewer only at the end of the input).
+    def _read_fp(self, n: int) -> bytes:
+        """Up to ``n`` bytes from the file itself (behind the buffer), in bounded pieces.
 
         Where the size is unknown, reads at most _READ_CHUNK bytes at a time so that a
         huge declared length costs only as much memory as the input really holds.
         """
+        if self._size is not None:
+            n = min(n, max(self._size - self.pos - len(self._buf), 0))
         if n <= 0:
             return b""
-        remaining = self.remaining()
-        if remaining is not None:
-            n = min(n, remaining)
-        step = n if remaining is not None else _READ_CHUNK
+        step = n if self._size is not None else _READ_CHUNK
         chunks = []
         got = 0
         while got < n:
@@ -428,8 +450,26 @@ class _Source:
                 break
             chunks.append(bytes(data))
             got += len(data)
-        self.pos += got
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the input)."""
+        if n <= 0:
+            return b""
+        remaining = self.remaining()
+        if remaining is not None:
+            n = min(n, remaining)
+        if self._buf:
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+            if len(data) < n:
+                data += self._read_fp(n - len(data))
+        else:
+            data = self._read_fp(n)
+        self.pos += len(data)
+        if self._record is not None:
+            self._record += data
+        return data
 
     def read_exact(self, n: int, what: str) -> bytes:
         """Exactly ``n`` bytes, else TruncatedStreamError naming ``what``."""
@@ -445,11 +485,57 @@ class _Source:
             )
         return data
 
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` bytes from the current position, without consuming them."""
+        if len(self._buf) < n:
+            self._buf += self._read_fp(n - len(self._buf))
+        return bytes(self._buf[:n])
+
+    def unread(self, data: bytes) -> None:
+        """Push ``data`` (the bytes just consumed) back in front of the input."""
+        self._buf[:0] = data
+        self.pos -= len(data)
+
+    def skip_to(self, marker: int) -> int:
+        """Consume at least one byte, then up to the next ``marker`` byte or the end.
+
+        Returns the number of bytes consumed. Nothing consumed here is recorded.
+        """
+        record, self._record = self._record, None
+        skipped = len(self.read(1))
+        while True:
+            if not self._buf:
+                self._buf += self._read_fp(_SCAN_CHUNK)
+                if not self._buf:
+                    break
+            k = self._buf.find(marker)
+            take = len(self._buf) if k < 0 else k
+            del self._buf[:take]
+            self.pos += take
+            skipped += take
+            if k >= 0:
+                break
+        self._record = record
+        return skipped
+
+    def start_record(self) -> None:
+        self._record = bytearray()
+
+    def stop_record(self) -> bytes:
+        data, self._record = self._record, None
+        return bytes(data or b"")
+
     def at_end(self) -> bool:
+        if self._buf:
+            return False
         remaining = self.remaining()
         if remaining is not None:
             return remaining == 0
-        return not self._fp.read(1)
+        data = self._fp.read(1)
+        if data:
+            self._buf += data
+            return False
+        return True
 
 
 class _JsonProblem(Exception):
@@ -547,11 +633,19 @@ class StreamReader:
     the input has been checked to end there.
     """
 
-    def __init__(self, fp: BinaryIO):
+    def __init__(self, fp: BinaryIO, *, recover: bool = False):
         self._src = _Source(fp)
         self.header: StreamHeader = _read_header(self._src)
         self.header_bytes: int = self._src.pos
         self.footer: StreamFooter | None = None
+        #: Recovering reader: :meth:`frames` yields a :class:`DamagedFrame` in place of
+        #: each frame it cannot deliver instead of raising, and resynchronises on the next
+        #: good frame header (docs/format.md, "Recovery"). The header must be intact.
+        self.recover = recover
+        #: Recovering reader: problems that are not a damaged frame (end chunk missing or
+        #: damaged, trailing data), one line each. ``footer`` stays None when the end
+        #: chunk could not be used.
+        self.problems: list[str] = []
         self._started = False
 
     @property
@@ -568,9 +662,137 @@ class StreamReader:
 
     def _iter_frames(self) -> Iterator[Frame]:
         num_frames = self.header.num_frames
+        if self.recover:
+            yield from self._iter_recovering(num_frames)
+            return
         for index in range(num_frames):
             yield self._read_frame(index, num_frames)
         self.footer = self._read_end(num_frames)
+
+    # -- recovery (docs/format.md, "Recovery") ---------------------------------------
+
+    def _iter_recovering(self, num_frames: int) -> Iterator[Frame | DamagedFrame]:
+        src, header = self._src, self.header
+        next_index = 0  # the lowest frame index not yet delivered or reported
+        after_damage = False  # the search starts inside a frame already reported
+        while True:
+            start = src.pos
+            found, skipped = self._scan(next_index)
+            noted = skipped and not after_damage  # skipped bytes nobody reported yet
+            after_damage = False
+            where = f"{skipped} bytes of damaged data skipped from byte {start}" if skipped \
+                else ""
+            if found is None or found[0] == "end":
+                if found is None:
+                    where = "; ".join(filter(None, [where, "stream ends before it"]))
+                for index in range(next_index, num_frames):
+                    yield DamagedFrame(index, header.frame_num_samples(index),
+                                       f"lost ({where or 'missing'})")
+                if noted and next_index == num_frames:
+                    self.problems.append(f"{where} (no frame lost)")
+                if found is None:
+                    self.problems.append(
+                        "end chunk missing (stream truncated or damaged at its end): "
+                        "MD5 not checked")
+                else:
+                    self._accept_end(found[1], num_frames)
+                return
+            _, index, frame_samples, entries = found
+            if noted and index == next_index:
+                self.problems.append(f"{where} (no frame lost)")
+            for lost in range(next_index, index):
+                yield DamagedFrame(lost, header.frame_num_samples(lost),
+                                   f"lost ({where or 'missing'})")
+            next_index = index + 1
+            src.start_record()
+            try:
+                layers = self._read_payloads(f"frame {index}", entries)
+            except CorruptStreamError as exc:
+                # The header was good, so the frame is where it says; but its payload may
+                # have lost or gained bytes: search again from just after its header.
+                src.unread(src.stop_record())
+                yield DamagedFrame(index, frame_samples,
+                                   str(exc).replace("corrupt stream: ", "").replace(
+                                       "truncated stream: ", "truncated: "))
+                after_damage = True
+                continue
+            src.stop_record()
+            yield Frame(index=index, num_samples=frame_samples, layers=tuple(layers))
+
+    def _scan(self, min_index: int):
+        """Find the next good chunk from the current position on; returns (found, skipped).
+
+        ``found`` is ``("frame", index, num_samples, entries)`` for a frame header
+        whose CRC and fields are valid and whose index is at least ``min_index``,
+        ``("end", body)`` for an end chunk with a valid CRC, or None at the end of input.
+        """
+        src = self._src
+        skipped = 0
+        while True:
+            at = src.pos
+            found = self._frame_candidate(min_index) or self._end_candidate()
+            if found is not None:
+                return found, skipped
+            if src.at_end():
+                return None, skipped
+            skipped += src.skip_to(FRAME_SYNC[0])  # both syncs start with "H"
+            if src.pos == at:  # pragma: no cover - defensive
+                return None, skipped
+
+    def _frame_candidate(self, min_index: int):
+        src, header = self._src, self.header
+        head = src.peek(_FRAME_FIXED.size)
+        if len(head) < _FRAME_FIXED.size or head[:2] != FRAME_SYNC:
+            return None
+        _, index, frame_samples, frame_layers = _FRAME_FIXED.unpack(head)
+        if not MIN_NUM_LAYERS <= frame_layers <= header.num_layers:
+            return None
+        size = _FRAME_FIXED.size + frame_layers * _LAYER_ENTRY.size + _CRC.size
+        data = src.peek(size)
+        if len(data) < size:
+            return None
+        (stored,) = _CRC.unpack_from(data, size - _CRC.size)
+        if stored != _crc32(data[: size - _CRC.size]):
+            return None
+        if not min_index <= index < header.num_frames:
+            return None
+        if frame_samples != header.frame_num_samples(index):
+            return None
+        entries = [_LAYER_ENTRY.unpack_from(data, _FRAME_FIXED.size + i * _LAYER_ENTRY.size)
+                   for i in range(frame_layers)]
+        previous = -1
+        for layer_id, _ in entries:
+            if (previous == -1 and layer_id != 0) or layer_id <= previous \
+                    or layer_id >= header.num_layers:
+                return None
+            previous = layer_id
+        src.read(size)
+        return "frame", index, frame_samples, entries
+
+    def _end_candidate(self):
+        src = self._src
+        data = src.peek(END_CHUNK_SIZE)
+        if len(data) < END_CHUNK_SIZE or data[:2] != END_SYNC:
+            return None
+        (stored,) = _CRC.unpack_from(data, END_CHUNK_SIZE - _CRC.size)
+        if stored != _crc32(data[: END_CHUNK_SIZE - _CRC.size]):
+            return None
+        src.read(END_CHUNK_SIZE)
+        return "end", data[len(END_SYNC): len(END_SYNC) + _END_BODY.size]
+
+    def _accept_end(self, body: bytes, num_frames: int) -> None:
+        src, header = self._src, self.header
+        end_frames, end_samples, md5 = _END_BODY.unpack(body)
+        if end_frames != num_frames or end_samples != header.num_samples:
+            self.problems.append(
+                f"end chunk counts {end_frames} frames / {end_samples} samples, the header "
+                f"declares {num_frames} / {header.num_samples}: MD5 not checked")
+        else:
+            self.footer = StreamFooter(num_frames=end_frames, num_samples=end_samples, md5=md5)
+        if not src.at_end():
+            remaining = src.remaining()
+            amount = f"{remaining} bytes of" if remaining is not None else "unexpected"
+            self.problems.append(f"{amount} trailing data after the end chunk (ignored)")
 
     def _read_frame(self, index: int, num_frames: int) -> Frame:
         src, header = self._src, self.header
@@ -632,6 +854,11 @@ class StreamReader:
                     f"the header declares {header.num_layers} layers"
                 )
             previous = layer_id
+        layers = self._read_payloads(name, entries)
+        return Frame(index=index, num_samples=frame_samples, layers=tuple(layers))
+
+    def _read_payloads(self, name: str, entries) -> list[tuple[int, bytes]]:
+        src = self._src
         layers = []
         for layer_id, length in entries:
             where = f"{name} layer id {layer_id}"
@@ -644,7 +871,7 @@ class StreamReader:
                     f"(stored {stored:08x}, computed {computed:08x})"
                 )
             layers.append((layer_id, payload))
-        return Frame(index=index, num_samples=frame_samples, layers=tuple(layers))
+        return layers
 
     def _read_end(self, num_frames: int) -> StreamFooter:
         src, header = self._src, self.header

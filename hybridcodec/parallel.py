@@ -1,0 +1,177 @@
+"""Frames coded in parallel worker processes (``--jobs N``), in order, with bounded memory.
+
+Frames are independent, so a pool of N processes can code them at once. Each worker
+loads the model once (in its initializer) and codes with one torch thread, like the
+in-process path (:func:`hybridcodec.codec.single_threaded`). The parent reads the input,
+hands frames out and writes the results *in frame order*; at most ``2 * N`` frames are
+in flight, so memory stays bounded whatever the file length. The bytes produced are
+those of the in-process path: the frame codec is deterministic and nothing here
+touches it.
+
+Workers ignore SIGINT: an interrupt (Ctrl-C reaches the whole process group) is handled
+by the parent alone, which cancels what is queued and shuts the pool down.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from .errors import HybridCodecError
+
+__all__ = ["FramePool", "InProcess", "frame_runner", "run_task", "check_jobs", "MAX_JOBS"]
+
+MAX_JOBS = 256
+
+_NET = None  # the worker's model
+
+
+def check_jobs(jobs: Any) -> int:
+    """``jobs`` as an int in 1..MAX_JOBS (0 means one per CPU), else UsageError."""
+    from .errors import UsageError
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise UsageError(f"jobs must be an integer, got {jobs!r}")
+    if jobs == 0:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be 0 (one per CPU) or 1..{MAX_JOBS}, got {jobs}")
+    return jobs
+
+
+def _init_worker(model: str | None) -> None:
+    global _NET
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() just ends the worker
+    import torch
+
+    from .model import load_model
+
+    torch.set_num_threads(1)
+    _NET, _ = load_model(model)
+
+
+def run_task(net, task: tuple) -> Any:
+    """Do one task: ``("encode", pcm)`` -> layers; ``("decode", layers, n, nch, where)`` ->
+    PCM, or the codec's own error as a value (never raised); ``("pass", value)`` -> value."""
+    kind = task[0]
+    if kind == "encode":
+        from .framecodec import encode_frame
+
+        return encode_frame(net, task[1])
+    if kind == "decode":
+        from .framecodec import decode_frame
+
+        try:
+            return decode_frame(net, *task[1:])
+        except HybridCodecError as exc:
+            return exc
+    return task[1]
+
+
+def _job(task: tuple) -> Any:
+    return run_task(_NET, task)
+
+
+class _Ready:
+    """A finished 'future' for a task that needs no worker."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+    def cancel(self) -> bool:
+        return False
+
+
+class InProcess:
+    """The ``jobs=1`` runner: the same tasks, coded in this process."""
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def __enter__(self) -> "InProcess":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def run(self, tasks: Iterable[tuple]) -> Iterator[Any]:
+        for task in tasks:
+            yield run_task(self.net, task)
+
+
+def _context():
+    # fork is fast (no re-import of torch) and safe here: the parent has not started
+    # any thread of its own when the pool starts, and each worker sets torch to one
+    # thread. Elsewhere use the platform's default.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+class FramePool:
+    """A process pool that maps a frame job over an iterable, yielding results in order.
+
+    Use as a context manager; leaving it (also by an exception or interrupt) cancels
+    queued work and stops the workers.
+    """
+
+    def __init__(self, jobs: int, model: str | os.PathLike | None) -> None:
+        self.jobs = jobs
+        self.max_in_flight = 2 * jobs
+        model_arg = None if model is None else os.fspath(model)
+        self._pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=_context(), initializer=_init_worker,
+            initargs=(model_arg,))
+
+    def __enter__(self) -> "FramePool":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close(cancel=exc_type is not None)
+        return False
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            # don't wait for frames being coded: stop the workers now
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                try:
+                    proc.terminate()
+                except Exception:  # pragma: no cover - already gone
+                    pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, tasks: Iterable[tuple]) -> Iterator[Any]:
+        """Results of ``tasks`` (see :func:`run_task`), in order, at most 2N in flight."""
+        pending: deque = deque()
+        try:
+            for task in tasks:
+                if task[0] == "pass":
+                    pending.append(_Ready(task[1]))
+                else:
+                    pending.append(self._pool.submit(_job, task))
+                if len(pending) >= self.max_in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise RuntimeError("a worker process died (out of memory or killed?)") from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def frame_runner(jobs: int, net, model: str | os.PathLike | None):
+    """:class:`InProcess` for one job, else a :class:`FramePool` of ``jobs`` workers."""
+    return InProcess(net) if jobs <= 1 else FramePool(jobs, model)
