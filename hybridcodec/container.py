@@ -88,6 +88,9 @@ END_CHUNK_SIZE = len(END_SYNC) + _END_BODY.size + _CRC.size  # 34 bytes
 
 _READ_CHUNK = 1 << 20  # bytes per read() where the input's size is unknown
 _SCAN_CHUNK = 1 << 16  # bytes looked at per step while resynchronising
+#: The recovering reader reports at most this many consecutive frames as lost; a frame
+#: header further ahead is not believed (docs/format.md, "Recovery").
+MAX_LOST_RUN = 1 << 16
 
 _HEADER_KEYS = (
     "sample_rate",
@@ -646,6 +649,10 @@ class StreamReader:
         #: damaged, trailing data), one line each. ``footer`` stays None when the end
         #: chunk could not be used.
         self.problems: list[str] = []
+        #: Recovering reader: the first frame of a missing tail (the input ended, or its
+        #: end chunk disagrees with the header, before that frame): frames from there on
+        #: were neither delivered nor reported. None when the stream was read to its end.
+        self.missing_from: int | None = None
         self._started = False
 
     @property
@@ -683,19 +690,26 @@ class StreamReader:
             where = f"{skipped} bytes of damaged data skipped from byte {start}" if skipped \
                 else ""
             if found is None or found[0] == "end":
-                if found is None:
-                    where = "; ".join(filter(None, [where, "stream ends before it"]))
-                for index in range(next_index, num_frames):
-                    yield DamagedFrame(index, header.frame_num_samples(index),
-                                       f"lost ({where or 'missing'})")
+                agrees = found is not None and self._accept_end(found[1], num_frames)
+                if agrees and num_frames - next_index <= MAX_LOST_RUN:
+                    # the end chunk confirms the length: the missing frames were there
+                    for index in range(next_index, num_frames):
+                        yield DamagedFrame(index, header.frame_num_samples(index),
+                                           f"lost ({where or 'missing'})")
+                elif next_index < num_frames:
+                    # nothing says how long the stream really was: stop here
+                    self.missing_from = next_index
+                    first = next_index * header.frame_length
+                    self.problems.insert(0, (
+                        f"stream ends after sample {first} of {header.num_samples}: frames "
+                        f"{next_index}..{num_frames - 1} missing"
+                        + (f" ({where})" if where else "")))
                 if noted and next_index == num_frames:
                     self.problems.append(f"{where} (no frame lost)")
                 if found is None:
                     self.problems.append(
                         "end chunk missing (stream truncated or damaged at its end): "
                         "MD5 not checked")
-                else:
-                    self._accept_end(found[1], num_frames)
                 return
             _, index, frame_samples, entries = found
             if noted and index == next_index:
@@ -754,7 +768,7 @@ class StreamReader:
         (stored,) = _CRC.unpack_from(data, size - _CRC.size)
         if stored != _crc32(data[: size - _CRC.size]):
             return None
-        if not min_index <= index < header.num_frames:
+        if not min_index <= index < header.num_frames or index - min_index > MAX_LOST_RUN:
             return None
         if frame_samples != header.frame_num_samples(index):
             return None
@@ -780,10 +794,12 @@ class StreamReader:
         src.read(END_CHUNK_SIZE)
         return "end", data[len(END_SYNC): len(END_SYNC) + _END_BODY.size]
 
-    def _accept_end(self, body: bytes, num_frames: int) -> None:
+    def _accept_end(self, body: bytes, num_frames: int) -> bool:
+        """Take a found end chunk; True when its counts agree with the header."""
         src, header = self._src, self.header
         end_frames, end_samples, md5 = _END_BODY.unpack(body)
-        if end_frames != num_frames or end_samples != header.num_samples:
+        agrees = end_frames == num_frames and end_samples == header.num_samples
+        if not agrees:
             self.problems.append(
                 f"end chunk counts {end_frames} frames / {end_samples} samples, the header "
                 f"declares {num_frames} / {header.num_samples}: MD5 not checked")
@@ -793,6 +809,7 @@ class StreamReader:
             remaining = src.remaining()
             amount = f"{remaining} bytes of" if remaining is not None else "unexpected"
             self.problems.append(f"{amount} trailing data after the end chunk (ignored)")
+        return agrees
 
     def _read_frame(self, index: int, num_frames: int) -> Frame:
         src, header = self._src, self.header

@@ -161,11 +161,21 @@ def test_recovery_rules(seekable):
     # whole frames cut out: reported lost, later frames decoded
     items, _ = case(lambda d: d.__delitem__(slice(off[1], off[4])))
     assert items == ok[:1] + [("lost", 1), ("lost", 2), ("lost", 3)] + ok[4:]
-    # truncated: the missing frames are lost, the end chunk is missing
-    for cut in (off[6] + 7, off[6], off[-1] + 10):
+    # truncated: the frames up to the cut are delivered; nothing says how long the rest
+    # was, so the missing tail is not filled in, only reported
+    for cut in (off[6] + 7, off[6]):
         items, reader = recovered(good[:cut], seekable)
-        assert items[: 6] == ok[:6] and len(items) == 8 and reader.footer is None
+        assert items == ok[:6] and reader.footer is None and reader.missing_from == 6
+        assert "stream ends after sample 600 of 800" in reader.problems[0]
         assert any("end chunk missing" in p for p in reader.problems)
+    items, reader = recovered(good[: off[6] + 30], seekable)  # inside frame 6's payload
+    assert items == ok[:6] + [("lost", 6)] and reader.missing_from == 7
+    items, reader = recovered(good[: off[-1] + 10], seekable)  # inside the end chunk
+    assert items == ok and reader.footer is None and reader.missing_from is None
+    # frames missing before a good end chunk: the end chunk confirms they existed
+    items, reader = case(lambda d: d.__delitem__(slice(off[5], off[-1])))
+    assert items == ok[:5] + [("lost", 5), ("lost", 6), ("lost", 7)]
+    assert reader.footer is not None
     # damaged end chunk: frames fine, MD5 cannot be checked
     items, reader = case(flip(off[-1] + 20))
     assert items == ok and reader.footer is None and reader.problems
@@ -232,10 +242,11 @@ def test_verify(coded, small_model):
         codec.verify_file(io.BytesIO(bad), model=small_model)
     report = codec.verify_file(io.BytesIO(bad), model=small_model, ignore_errors=True)
     assert not report.ok and [r.frame for r in report.damaged] == [2, 7]
-    # a truncated stream: the rest is lost, the MD5 cannot be checked
+    # a truncated stream: the rest is missing, the MD5 cannot be checked
     report = codec.verify_file(NoSeek(bytes(hyb.read_bytes()[: off[9] + 3])),
                                model=small_model, ignore_errors=True)
-    assert [r.frame for r in report.damaged] == [9, 10] and report.md5_ok is None
+    assert report.damaged == [] and report.md5_ok is None and not report.ok
+    assert "stream ends after sample 9216 of 10740" in report.warnings[0]
 
 
 def test_cli_verify_and_ignore_errors(coded, small_model, tmp_path, capsys):
@@ -311,6 +322,18 @@ def test_codec_streams(coded, small_model):
     report = codec.decode_file(NoSeek(hyb.read_bytes()), sink, model=small_model)
     y, _ = sf.read(io.BytesIO(bytes(sink.data)), dtype="int16")
     assert np.array_equal(y, x) and report.output_bytes == len(sink.data)
+
+
+def test_truncated_stream_to_a_pipe(coded, small_model):
+    _, hyb, x = coded
+    data = hyb.read_bytes()
+    off = frame_offsets(data)
+    sink = Sink()
+    report = codec.decode_file(NoSeek(data[: off[8]]), sink, model=small_model,
+                               ignore_errors=True)
+    assert any("declares 10740 samples, 8192 were written" in w for w in report.warnings)
+    y, _ = sf.read(io.BytesIO(bytes(sink.data)), dtype="int16")  # a short WAV: readable
+    assert np.array_equal(y, x[:8192])
 
 
 def test_cli_dash_in_process(coded, small_model, tmp_path):
