@@ -43,8 +43,11 @@ def _bit_length(v):
     return k
 
 
+FORWARD, INVERSE, CLOSED = 0, 1, 2
+
+
 @njit(cache=True, nogil=True)
-def _run(values, features, kinds, orders, mus, inverse):
+def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor):
     n = values.shape[0]
     nf = features.shape[1]
     S = kinds.shape[0]
@@ -59,6 +62,7 @@ def _run(values, features, kinds, orders, mus, inverse):
     preds = np.zeros(S, np.int64)
     inputs = np.zeros(S, np.int64)
     out = np.empty(n, np.int64)
+    resid = np.empty(n, np.int64)
     for i in range(n):
         for f in range(nf):
             hist[0, f] = _clamp(features[i, f], CLAMP)
@@ -69,7 +73,29 @@ def _run(values, features, kinds, orders, mus, inverse):
                 acc += w[j, k] * hist[j, k]
             preds[j] = _clamp((acc + (1 << (W_BITS - 1))) >> W_BITS, PRED_CLAMP)
         base = features[i, 0]
-        if inverse:
+        if mode == CLOSED:
+            # Quantize this residual to its anchor bin (see hybridcodec.precision) and
+            # continue from the bin's centre, exactly as a decoder holding only the
+            # anchor layer will: the loop never sees what that decoder cannot.
+            r = values[i] - base
+            for j in range(S):
+                r -= preds[j]
+            resid[i] = r
+            b = shifts[i]
+            if b >= 0:
+                m = halfwidths[i]
+                t = (r >> b) + m + 1
+                if 0 < t < 2 * m + 2:  # escapes are sent exactly with the anchor
+                    half = (1 << anchor) >> 1
+                    origin = m + 1 - half
+                    centre = origin + (((t - origin) >> anchor) << anchor) + half
+                    r = ((centre - m - 1) << b) + ((1 << b) >> 1)
+            e = r
+            for j in range(S - 1, -1, -1):
+                e += preds[j]
+                inputs[j] = e
+            out[i] = e + base
+        elif mode == INVERSE:
             e = values[i]
             for j in range(S - 1, -1, -1):
                 e += preds[j]
@@ -109,7 +135,7 @@ def _run(values, features, kinds, orders, mus, inverse):
                 hist[j, k] = hist[j, k - 1]
             if orders[j] >= 1:
                 hist[j, nf] = _clamp(inputs[j], CLAMP)
-    return out
+    return out, resid
 
 
 class Cascade:
@@ -130,17 +156,44 @@ class Cascade:
         self._orders = np.array([s[1] for s in self.stages], np.int64)
         self._mus = np.array([s[2] for s in self.stages], np.int64)
 
+    def _call(self, values, features, mode, shifts=None, halfwidths=None, anchor=1):
+        n = values.shape[0]
+        none = np.zeros(n, np.int64)
+        try:
+            return _run(np.ascontiguousarray(values, np.int64), _as_matrix(features),
+                        self._kinds, self._orders, self._mus, mode,
+                        none if shifts is None else np.ascontiguousarray(shifts, np.int64),
+                        none if halfwidths is None else np.ascontiguousarray(halfwidths, np.int64),
+                        anchor)
+        except SystemError as exc:
+            # A signal handler that raised while the compiled kernel ran surfaces as
+            # numba's "returned a result with an exception set": re-raise the original.
+            if isinstance(exc.__cause__, BaseException) and \
+                    not isinstance(exc.__cause__, SystemError):
+                raise exc.__cause__ from None
+            raise
+
     def residuals(self, values: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Encoder side: the prediction residuals of ``values`` (int64) given the features."""
-        return _run(values.astype(np.int64), _as_matrix(features),
-                    self._kinds, self._orders, self._mus, False)
+        """Open loop: the prediction residuals of ``values`` (int64) given the features."""
+        return self._call(values, features, FORWARD)[0]
 
     def reconstruct(self, residuals: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Decoder side: the values whose residuals are ``residuals``."""
-        return _run(residuals.astype(np.int64), _as_matrix(features),
-                    self._kinds, self._orders, self._mus, True)
+        return self._call(residuals, features, INVERSE)[0]
+
+    def closed_loop(self, values: np.ndarray, features: np.ndarray, shifts: np.ndarray,
+                    halfwidths: np.ndarray, anchor: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder side of layered coding: (residuals, anchor reconstruction).
+
+        The filters run on the anchor reconstruction (residual quantized to its bin of
+        2**anchor table symbols); samples with shift -1 are not quantized. Feeding the
+        bins' centre residuals to :meth:`reconstruct` reproduces the anchor exactly.
+        """
+        anchor_values, residuals = self._call(values, features, CLOSED, shifts, halfwidths,
+                                              anchor)
+        return residuals, anchor_values
 
 
 def _as_matrix(features: np.ndarray) -> np.ndarray:
     f = np.asarray(features, np.int64)
-    return np.ascontiguousarray(f.reshape(f.shape[0], -1))
+    return np.ascontiguousarray(f[:, None] if f.ndim == 1 else f)

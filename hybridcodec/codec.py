@@ -24,7 +24,7 @@ from .audio_io import AudioInfo, open_audio, open_audio_writer
 from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
                         read_stream_layout, write_footer, write_frame, write_header)
 from .errors import CorruptStreamError, HybridCodecError, InputFileError, ModelMismatchError
-from .framecodec import decode_frame, encode_frame
+from .framecodec import decode_frame, encode_frame, layer_count
 from .model import load_model
 
 Progress = Callable[[int, int], None]
@@ -102,14 +102,6 @@ def single_threaded(fn):
         finally:
             torch.set_num_threads(before)
     return wrapper
-
-
-def _layer_count(net) -> int:
-    """Layers per frame of a complete stream coded with ``net``."""
-    from . import framecodec
-
-    count = getattr(framecodec, "layer_count", None)
-    return count(net) if count is not None else net.config.levels + 1
 
 
 def pcm_bytes(pcm: np.ndarray, bits: int) -> bytes:
@@ -258,7 +250,7 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
                 bits_per_sample=info.bits_per_sample, subtype=info.subtype,
                 source_format=info.source_format, num_samples=info.num_samples,
                 frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
-                num_layers=_layer_count(net))
+                num_layers=layer_count(net))
             md5 = hashlib.md5()
 
             def tasks():
@@ -349,7 +341,7 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
                 yield "pass", item
             else:
                 yield ("decode", dict(item.layers), item.num_samples, header.channels,
-                       f"{name}: frame {item.index}")
+                       f"{name}: frame {item.index}", {"carried": header.num_layers})
 
     def damage(index: int, n: int, reason: str) -> np.ndarray:
         first = index * header.frame_length

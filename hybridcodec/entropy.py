@@ -24,6 +24,7 @@ from .errors import CorruptStreamError
 
 _model = constriction.stream.model
 _UNIFORM = _model.Uniform()
+_BERNOULLI = _model.Bernoulli(perfect=False)
 UNIFORM_MAX_BITS = 16
 ZERO_CLASS = 0  # a block whose residuals are all zero: costs no bits but its class index
 TABLE_PRECISION = 24
@@ -139,6 +140,11 @@ class SymbolWriter:
         if symbols.size:
             self._ops.append((symbols.astype(np.int32), model, None))
 
+    def bernoulli(self, bits: np.ndarray, p: np.ndarray) -> None:
+        """Binary symbols with per-symbol P(1) (floats derived from integers only)."""
+        if bits.size:
+            self._ops.append((bits.astype(np.int32), _BERNOULLI, np.asarray(p, np.float64)))
+
     def uniform(self, values: np.ndarray, bits: np.ndarray) -> None:
         """Values < 2**bits (per symbol, any bits up to 48), as 16-bit uniform chunks."""
         values = values.astype(np.int64)
@@ -180,6 +186,11 @@ class SymbolReader:
             return np.zeros(0, np.int64)
         return self._guard(lambda: self._coder.decode(model, count)).astype(np.int64)
 
+    def bernoulli(self, p: np.ndarray) -> np.ndarray:
+        if p.size == 0:
+            return np.zeros(0, np.int64)
+        return self._guard(lambda: self._coder.decode(_BERNOULLI, p)).astype(np.int64)
+
     def uniform(self, count: int, bits) -> np.ndarray:
         bits = np.asarray(bits, np.int64)
         if bits.ndim == 0:
@@ -213,6 +224,8 @@ class SymbolReader:
 def choose_classes(r: np.ndarray, block: int, tables: ScaleTables) -> np.ndarray:
     """Encoder: the cheapest class for every block of ``block`` residuals."""
     n = r.size
+    if n == 0:
+        return np.zeros(0, np.int64)
     nb = -(-n // block)
     pad = nb * block - n
     rb = np.concatenate([r, np.zeros(pad, np.int64)]).reshape(nb, block)
@@ -235,54 +248,29 @@ def choose_classes(r: np.ndarray, block: int, tables: ScaleTables) -> np.ndarray
     return best
 
 
-def write_band(w: SymbolWriter, r: np.ndarray, block: int, tables: ScaleTables) -> None:
-    """Code one band's int64 residuals (length known to the decoder)."""
-    if r.size == 0:
+def write_classes(w: SymbolWriter, classes: np.ndarray, tables: ScaleTables) -> None:
+    """A band's scale envelope: the first class, then deltas (count known to the decoder)."""
+    if classes.size == 0:
         return
-    classes = choose_classes(r, block, tables)
     k = tables.num_classes
     w.uniform(classes[:1], int(k - 1).bit_length())
     w.categorical(np.diff(classes) + (k - 1), tables._delta_model)
-    per = np.repeat(classes, block)[: r.size]
-    coded = per != ZERO_CLASS
-    rc, pc = r[coded], per[coded]
-    idx, q = tables.symbol_index(rc, pc)
-    for c in np.unique(pc):
-        w.categorical(idx[pc == c], tables.model(int(c)))
-    b = tables.shift[pc]
-    w.uniform(rc - (q << b), b)
-    _write_escapes(w, idx, q, tables.halfwidth[pc])
 
 
-def read_band(rd: SymbolReader, n: int, block: int, tables: ScaleTables) -> np.ndarray:
-    """Inverse of :func:`write_band`."""
-    if n == 0:
+def read_classes(rd: SymbolReader, num_blocks: int, tables: ScaleTables) -> np.ndarray:
+    """Inverse of :func:`write_classes`."""
+    if num_blocks == 0:
         return np.zeros(0, np.int64)
     k = tables.num_classes
-    nb = -(-n // block)
     first = rd.uniform(1, int(k - 1).bit_length())
-    deltas = rd.categorical(nb - 1, tables._delta_model) - (k - 1)
+    deltas = rd.categorical(num_blocks - 1, tables._delta_model) - (k - 1)
     classes = np.cumsum(np.concatenate([first, deltas]))
     if classes.min() < 0 or classes.max() >= k:
         raise CorruptStreamError(f"{rd.what}: scale class out of range")
-    per = np.repeat(classes, block)[:n]
-    coded = np.flatnonzero(per != ZERO_CLASS)
-    pc = per[coded]
-    idx = np.empty(coded.size, np.int64)
-    for c in np.unique(pc):
-        sel = pc == c
-        idx[sel] = rd.categorical(int(sel.sum()), tables.model(int(c)))
-    m = tables.halfwidth[pc]
-    q = idx - m - 1
-    b = tables.shift[pc]
-    low = rd.uniform(coded.size, b)
-    q = _read_escapes(rd, idx, q, m)
-    r = np.zeros(n, np.int64)
-    r[coded] = (q << b) + low
-    return r
+    return classes
 
 
-def _write_escapes(w: SymbolWriter, idx, q, m) -> None:
+def write_escapes(w: SymbolWriter, idx, q, m) -> None:
     esc = np.flatnonzero((idx == 0) | (idx == 2 * m + 2))
     if not esc.size:
         return
@@ -292,7 +280,7 @@ def _write_escapes(w: SymbolWriter, idx, q, m) -> None:
     w.uniform(v - (1 << (nbits - 1)), nbits - 1)
 
 
-def _read_escapes(rd: SymbolReader, idx, q, m):
+def read_escapes(rd: SymbolReader, idx, q, m):
     esc = np.flatnonzero((idx == 0) | (idx == 2 * m + 2))
     if not esc.size:
         return q

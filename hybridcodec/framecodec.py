@@ -1,9 +1,11 @@
 """One frame of PCM <-> its layers. Frames are independent (no state crosses them).
 
-Layer 0 carries the frame parameters (stereo mode, wasted bits per channel) and every
-channel's coarse band; layer k (1..L) carries every channel's detail band of level
-L-k+1, coarsest first, so any prefix of layers reconstructs a band-limited signal. See
-docs/format.md, "Layer payloads".
+Every channel is split into bands (coarse band, then detail levels coarsest first); a
+band's residuals are coded in precision groups (:mod:`hybridcodec.precision`), and each
+(band, group) pair is one layer, ordered by :func:`hybridcodec.tiers.layer_order`.
+Layer 0 also carries the frame parameters (stereo mode, wasted bits) and every band's
+scale envelope, so a decoder missing layers still knows each band's level and can
+sample it from its prior. See docs/format.md, "Layer payloads".
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import numpy as np
 import torch
 
 from . import channels as ch
-from .entropy import SymbolReader, SymbolWriter, read_band, write_band
-from .errors import CorruptStreamError
+from .entropy import SymbolReader, SymbolWriter, choose_classes, read_classes, write_classes
+from .errors import CorruptStreamError, UsageError
 from .lifting import band_lengths
 from .model import HybridModel
+from .entropy import ZERO_CLASS
+from .precision import (FILL_MODES, PlaneTables, num_groups, read_band_groups, sample_band,
+                        write_band_groups)
+from .tiers import layer_order
 
 SHIFT_BITS = 5  # wasted-bits count per channel, 0..24
+PLANES_BITS = 3  # anchor planes of a band, 0..7
 MEAN_CLAMP = 1 << 26
 
 
@@ -52,91 +59,214 @@ def prior_mean(model: HybridModel, level: int, coarse: torch.Tensor, n: int) -> 
 def cross_channel_features(mean: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
     """Side inputs of a band's cascade: its prior mean, then (for every channel after the
     first) the previous channel's same band at n-1, n, n+1, already decoded when needed."""
-    if reference is None:
+    if reference is None or reference.size == 0:
         return mean[:, None]
-    ref = np.pad(reference, 1, mode="edge") if reference.size else reference
-    cols = [mean] + ([ref[:-2], ref[1:-1], ref[2:]] if reference.size else [])
-    return np.stack(cols, axis=1) if reference.size else mean[:, None]
+    ref = np.pad(reference, 1, mode="edge")
+    return np.stack([mean, ref[:-2], ref[1:-1], ref[2:]], axis=1)
 
 
-def _coarse_values(model: HybridModel, s: np.ndarray) -> np.ndarray:
-    if model.config.coarse_difference and s.size:
-        return np.concatenate([s[:1], np.diff(s)])
-    return s
+class _FrameLayout:
+    """Per-model facts shared by encoder and decoder: block lengths, layer ids."""
+
+    def __init__(self, model: HybridModel) -> None:
+        cfg = model.config
+        self.model = model
+        self.levels = cfg.levels
+        self.groups = num_groups(cfg.anchor_planes)
+        self.order = layer_order(cfg.levels, self.groups)
+        self.layer_of = {bg: i for i, bg in enumerate(self.order)}
+        self.max_planes = cfg.anchor_planes
+        self.plane_tables = _plane_tables(model)
+
+    def planes(self, p: int) -> PlaneTables:
+        return self.plane_tables[p]
+
+    def block(self, band: int) -> int:
+        # band 0 = coarse (level L+1), band b = detail level L-b+1
+        return self.model.config.block_length(self.levels + 1 - band)
+
+    def level_index(self, band: int) -> int:
+        """Index into model.means / details (0 = finest) of detail band ``band``."""
+        return self.levels - band
+
+    def cascade(self, band: int):
+        return self.model.coarse_cascade if band == 0 else self.model.detail_cascade
+
+    def features(self, band: int, anchor_coarse, size: int, reference) -> np.ndarray:
+        """Cascade side inputs; the prior mean comes from the *anchor* coarse signal,
+        which every decoder holding this band's anchor can rebuild exactly."""
+        if band == 0:
+            return cross_channel_features(np.zeros(size, np.int64), reference)
+        mu = prior_mean(self.model, self.level_index(band), anchor_coarse, size)
+        return cross_channel_features(mu, reference)
+
+    def synthesise(self, band: int, coarse, values: np.ndarray):
+        if band == 0:
+            return _tensor(values)
+        return self.model.wavelet.synthesise_level(self.level_index(band), coarse,
+                                                   _tensor(values))
+
+
+def _plane_tables(model: HybridModel) -> list[PlaneTables]:
+    """PlaneTables for every anchor size 0..anchor_planes, built once per model."""
+    cached = getattr(model, "_plane_tables_cache", None)
+    if cached is None or cached[0].t is not model.tables:
+        cached = [PlaneTables(model.tables, p) for p in range(model.config.anchor_planes + 1)]
+        model._plane_tables_cache = cached
+    return cached
+
+
+ANCHOR_TOLERANCE = 0.005  # accept a coarser anchor if it costs < 0.5 % more bits
+
+
+def _analyse(model: HybridModel, x: np.ndarray, levels: int) -> list[np.ndarray]:
+    """Exact bands of one channel: coarse first, then detail levels coarsest first."""
+    s = _tensor(x)
+    details = []
+    for level in range(levels):
+        even, odd = s[0::2], s[1::2]
+        d = odd - model.wavelet.predict[level].predict_exact(even, odd.numel())
+        s = even + model.wavelet.update[level].predict_exact(d, even.numel())
+        details.append(_ints(d))
+    return [_ints(s)] + details[::-1]
+
+
+def _closed_loop_band(lay: _FrameLayout, band: int, values: np.ndarray, feats: np.ndarray):
+    """(anchor planes, classes, per-sample classes, residuals, anchor values) of a band.
+
+    Classes come from the open-loop residuals. The coarsest anchor (most planes, the
+    most useful lossy layers) is kept unless its closed loop costs more than
+    ANCHOR_TOLERANCE over open-loop coding: strongly predictable bands amplify anchor
+    noise through their filters, and get a finer anchor instead.
+    """
+    cascade, tables, block = lay.cascade(band), lay.model.tables, lay.block(band)
+    open_r = cascade.residuals(values, feats)
+    classes = choose_classes(open_r, block, tables)
+    per = np.repeat(classes, block)[: values.size]
+    open_cost = tables.block_costs(open_r, per).sum()
+    for planes in range(lay.max_planes, -1, -1):
+        while True:
+            per = np.repeat(classes, block)[: values.size]
+            shifts, halfwidths = lay.planes(planes).shifts_for(per)
+            r, anchor = cascade.closed_loop(values, feats, shifts, halfwidths, planes)
+            # A block sent as all-zero must be all-zero in the loop too.
+            nonzero = np.bincount(np.arange(r.size) // block, weights=np.abs(r),
+                                  minlength=classes.size) > 0
+            bad = np.flatnonzero((classes == ZERO_CLASS) & nonzero)
+            if not bad.size:
+                break
+            classes[bad] = np.maximum(choose_classes(r, block, tables)[bad], 1)
+        if planes == 0 or tables.block_costs(r, per).sum() <= open_cost * (1 + ANCHOR_TOLERANCE):
+            return planes, classes, per, r, anchor
+    raise AssertionError("unreachable")
 
 
 def encode_frame(model: HybridModel, pcm: np.ndarray) -> list[tuple[int, bytes]]:
-    """Code one frame of int PCM (n, channels) into layers [(layer_id, payload), ...]."""
-    cfg = model.config
-    L = cfg.levels
+    """Code one frame of int PCM (n, channels) into all its layers [(layer_id, payload)]."""
+    lay = _FrameLayout(model)
     pcm = pcm.astype(np.int64)
     mode, shifts, signals = _coded_signals(pcm)
-    writers = [SymbolWriter() for _ in range(L + 1)]
+    writers = [SymbolWriter() for _ in lay.order]
     writers[0].uniform(np.array([mode]), 2)
     writers[0].uniform(np.array(shifts), SHIFT_BITS)
-    previous = None  # the previous channel's bands: coarse first, then d_L .. d_1
+    previous = None  # the previous channel's anchor bands, for cross-channel context
     for x in signals:
-        s = _tensor(x)
-        coarse_per_level = []
-        details = []
-        for level in range(L):
-            even, odd = s[0::2], s[1::2]
-            d = odd - model.wavelet.predict[level].predict_exact(even, odd.numel())
-            s = even + model.wavelet.update[level].predict_exact(d, even.numel())
-            details.append(d)
-            coarse_per_level.append(s)
-        bands = [_coarse_values(model, _ints(s))]
-        feats = cross_channel_features(np.zeros_like(bands[0]), previous and previous[0])
-        r = model.coarse_cascade.residuals(bands[0], feats)
-        write_band(writers[0], r, cfg.block_length(L + 1), model.tables)
-        for level in reversed(range(L)):
-            d = _ints(details[level])
-            bands.append(d)
-            mu = prior_mean(model, level, coarse_per_level[level], d.size)
-            feats = cross_channel_features(mu, previous and previous[L - level])
-            r = model.detail_cascade.residuals(d, feats)
-            write_band(writers[L - level], r, cfg.block_length(level + 1), model.tables)
-        previous = bands if cfg.cross_channel else None
-    return [(k, w.finish()) for k, w in enumerate(writers)]
+        coded, anchors, coarse = [], [], None
+        for band, values in enumerate(_analyse(model, x, lay.levels)):
+            ref = previous[band] if previous is not None else None
+            feats = lay.features(band, coarse, values.size, ref)
+            planes, classes, per, r, anchor = _closed_loop_band(lay, band, values, feats)
+            writers[0].uniform(np.array([planes]), PLANES_BITS)
+            write_classes(writers[0], classes, model.tables)
+            coded.append((r, per, planes))
+            anchors.append(anchor)
+            coarse = lay.synthesise(band, coarse, anchor)
+        for band, (r, per, planes) in enumerate(coded):
+            group_writers = [writers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
+            write_band_groups(group_writers, r, per, lay.planes(planes))
+        previous = anchors if model.config.cross_channel else None
+    # Empty layers are left out (silence costs almost nothing); layer 0 always stays.
+    payloads = [(k, w.finish()) for k, w in enumerate(writers)]
+    return [(k, p) for k, p in payloads if k == 0 or p]
 
 
 def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
-                 where: str = "frame") -> np.ndarray:
-    """Inverse of :func:`encode_frame` (all layers present): int64 PCM (n, nch)."""
-    cfg = model.config
-    L = cfg.levels
-    missing = [k for k in range(L + 1) if k not in layers]
-    if missing:
-        raise CorruptStreamError(f"{where}: layers {missing} missing")
-    readers = [SymbolReader(layers[k], f"{where} layer {k}") for k in range(L + 1)]
-    mode = int(readers[0].uniform(1, 2)[0])
-    shifts = readers[0].uniform(nch, SHIFT_BITS)
+                 where: str = "frame", *, carried: int | None = None, bits: int = 24,
+                 fill: str = "sample", seed: int = 0, frame_index: int = 0) -> np.ndarray:
+    """Inverse of :func:`encode_frame`: int64 PCM (n, nch).
+
+    ``carried`` is the number of layers the stream carries (its header's num_layers;
+    default: all of them): a layer below it that the frame lacks was empty. With every
+    layer carried the result is exact. A lower tier carries a prefix of the layer
+    order; missing detail is then filled per ``fill`` -- ``sample``
+    draws it from the prior (reproducibly from ``seed`` and ``frame_index``), ``mean``
+    uses the prior's median, ``zero`` also leaves absent bands silent -- and the output
+    is clipped to the ``bits``-bit range.
+    """
+    if fill not in FILL_MODES:
+        raise UsageError(f"unknown fill mode {fill!r} (choose from {', '.join(FILL_MODES)})")
+    lay = _FrameLayout(model)
+    L = lay.levels
+    count = len(lay.order)
+    carried = count if carried is None else carried
+    if not 1 <= carried <= count or 0 not in layers or any(k >= carried for k in layers):
+        raise CorruptStreamError(f"{where}: layers {sorted(layers)} do not fit a stream of "
+                                 f"{carried} of {count} layers")
+    lossless = carried == count
+    readers = [SymbolReader(layers.get(k, b""), f"{where} layer {k}") if k < carried else None
+               for k in range(count)]
+    r0 = readers[0]
+    mode = int(r0.uniform(1, 2)[0])
+    shifts = r0.uniform(nch, SHIFT_BITS)
     if shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
         raise CorruptStreamError(f"{where}: impossible frame parameters")
     n_coarse, n_details = band_lengths(n, L)
+    sizes = [n_coarse] + [n_details[lay.level_index(b)] for b in range(1, L + 1)]
     signals = []
     previous = None
-    for _ in range(nch):
-        r = read_band(readers[0], n_coarse, cfg.block_length(L + 1), model.tables)
-        feats = cross_channel_features(np.zeros_like(r), previous and previous[0])
-        sc = model.coarse_cascade.reconstruct(r, feats)
-        bands = [sc]
-        if cfg.coarse_difference:
-            sc = np.cumsum(sc)
-        s = _tensor(sc)
-        for level in reversed(range(L)):
-            r = read_band(readers[L - level], n_details[level], cfg.block_length(level + 1),
-                          model.tables)
-            mu = prior_mean(model, level, s, r.size)
-            feats = cross_channel_features(mu, previous and previous[L - level])
-            d = model.detail_cascade.reconstruct(r, feats)
-            bands.append(d)
-            s = model.wavelet.synthesise_level(level, s, _tensor(d))
-        signals.append(_ints(s))
-        previous = bands if cfg.cross_channel else None
+    for c in range(nch):
+        planes, envelopes = [], []
+        for b, size in enumerate(sizes):
+            planes.append(int(r0.uniform(1, PLANES_BITS)[0]))
+            envelopes.append(read_classes(r0, -(-size // lay.block(b)), model.tables))
+        if max(planes) > lay.max_planes:
+            raise CorruptStreamError(f"{where}: anchor planes out of range")
+        anchors, anchor_coarse, out = [], None, None
+        for band, size in enumerate(sizes):
+            per = np.repeat(envelopes[band], lay.block(band))[:size]
+            group_readers = [readers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
+            rng = np.random.default_rng([seed, frame_index, c, band]) \
+                if fill == "sample" and not lossless else None
+            if group_readers[0] is None:  # band absent (and so are all finer ones)
+                values = np.zeros(size, np.int64)
+                if fill != "zero":
+                    mu = prior_mean(model, lay.level_index(band), out, size)
+                    values = mu + sample_band(per, lay.planes(0), fill, rng)
+                out = lay.synthesise(band, out, values)
+                continue
+            r_anchor, r_est, _ = read_band_groups(group_readers, per, lay.planes(planes[band]),
+                                                  fill, rng)
+            ref = previous[band] if previous is not None else None
+            feats = lay.features(band, anchor_coarse, size, ref)
+            anchor = lay.cascade(band).reconstruct(r_anchor, feats)
+            anchors.append(anchor)
+            anchor_coarse = lay.synthesise(band, anchor_coarse, anchor)
+            out = lay.synthesise(band, out, anchor + (r_est - r_anchor))
+        signals.append(_ints(out) if out is not None else np.zeros(n, np.int64))
+        previous = anchors if model.config.cross_channel else None
     for rd in readers:
-        rd.finish()
+        if rd is not None:
+            rd.finish()
     if nch == 2:
         signals = list(ch.correlate(signals[0], signals[1], mode))
-    return np.stack([x << int(k) for x, k in zip(signals, shifts)], axis=1) if nch else \
-        np.zeros((n, 0), np.int64)
+    if nch == 0:
+        return np.zeros((n, 0), np.int64)
+    pcm = np.stack([x << int(k) for x, k in zip(signals, shifts)], axis=1)
+    if not lossless:
+        pcm = np.clip(pcm, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return pcm
+
+
+def layer_count(model: HybridModel) -> int:
+    """Layers in a complete (lossless) frame coded with ``model``."""
+    return len(_FrameLayout(model).order)

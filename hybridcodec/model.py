@@ -49,6 +49,7 @@ class ModelConfig:
     coarse_cascade: list = field(default_factory=lambda: [[NLMS, 32, 26], [SIGN_LMS, 16, 8]])
     coarse_difference: bool = False
     cross_channel: bool = True  # later channels' cascades see the previous channel's band
+    anchor_planes: int = 2  # precision layers: anchor bins of 2**P table symbols
     tables: dict = field(default_factory=lambda: asdict(TableSpec()))
     description: str = "untrained: LeGall 5/3 lifting, zero prior means"
 

@@ -60,7 +60,7 @@ def _init_worker(model: str | None) -> None:
 
 
 def run_task(net, task: tuple) -> Any:
-    """Do one task: ``("encode", pcm)`` -> layers; ``("decode", layers, n, nch, where)`` ->
+    """Do one task: ``("encode", pcm)`` -> layers; ``("decode", layers, n, nch, where[, kwargs])`` ->
     PCM, or the codec's own error as a value (never raised); ``("pass", value)`` -> value."""
     kind = task[0]
     if kind == "encode":
@@ -71,7 +71,7 @@ def run_task(net, task: tuple) -> Any:
         from .framecodec import decode_frame
 
         try:
-            return decode_frame(net, *task[1:])
+            return decode_frame(net, *task[1:5], **(task[5] if len(task) > 5 else {}))
         except HybridCodecError as exc:
             return exc
     return task[1]

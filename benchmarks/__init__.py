@@ -1,0 +1,1 @@
+"""Benchmarks for hybridcodec against reference lossless codecs (see README.md)."""
