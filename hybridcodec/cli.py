@@ -589,18 +589,23 @@ class Terminated(KeyboardInterrupt):
 def _install_signal_handlers() -> dict:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, once: a second
     signal while the first one's cleanup runs is ignored, so the cleanup completes.
-    Signals the caller ignores stay ignored. Returns the handlers to restore."""
+
+    While the codec codes, the exception is raised between two frames, not inside one
+    (:mod:`hybridcodec.cancel`). Signals the caller ignores stay ignored. Returns the
+    handlers to restore."""
     import threading
+
+    from . import cancel
 
     if threading.current_thread() is not threading.main_thread():
         return {}
-    stopping = []
+    received: list[int] = []
 
     def handler(signum, frame):
-        if stopping:
-            return
-        stopping.append(signum)
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if received:
+            return  # already on the way out
+        received.append(signum)
+        cancel.interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -614,6 +619,9 @@ def _install_signal_handlers() -> dict:
 
 
 def _restore_signal_handlers(previous: dict) -> None:
+    from . import cancel
+
+    cancel.reset()
     for sig, old in previous.items():
         try:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)

@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 import torch
 
+from . import cancel
 from .atomic import atomic_output
 from .audio_io import AudioInfo, open_audio, open_audio_writer
 from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
@@ -91,14 +92,16 @@ def single_threaded(fn):
 
     The exact nets are tiny convolutions: extra intra-op threads only fight each other
     (10x slower on a loaded 2-core machine). Results are identical either way, since
-    the exact path does not depend on summation order.
+    the exact path does not depend on summation order. A SIGINT/SIGTERM from the CLI is
+    also deferred to the next frame boundary while it runs (:mod:`hybridcodec.cancel`).
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return fn(*args, **kwargs)
+            with cancel.deferred():
+                return fn(*args, **kwargs)
         finally:
             torch.set_num_threads(before)
     return wrapper
@@ -166,6 +169,7 @@ def _spool(fp: BinaryIO) -> tempfile.SpooledTemporaryFile:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
     try:
         while True:
+            cancel.checkpoint()
             data = fp.read(1 << 20)
             if not data:
                 break
@@ -256,6 +260,7 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
             def tasks():
                 done = 0
                 for index in range(header.num_frames):
+                    cancel.checkpoint()
                     pcm = reader.read(cfg.frame_length)
                     if len(pcm) != header.frame_num_samples(index):
                         raise InputFileError(f"{name}: audio ends after {done + len(pcm)} "
@@ -337,6 +342,7 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
 
     def tasks():
         for item in stream.frames():
+            cancel.checkpoint()
             if isinstance(item, DamagedFrame):
                 yield "pass", item
             else:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from .cancel import checkpoint
 from .errors import HybridCodecError
 
 __all__ = ["FramePool", "InProcess", "frame_runner", "run_task", "check_jobs", "MAX_JOBS"]
@@ -108,6 +109,7 @@ class InProcess:
 
     def run(self, tasks: Iterable[tuple]) -> Iterator[Any]:
         for task in tasks:
+            checkpoint()
             yield run_task(self.net, task)
 
 
@@ -152,6 +154,13 @@ class FramePool:
                     pass
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @staticmethod
+    def _next(pending: deque) -> Any:
+        checkpoint()
+        result = pending.popleft().result()
+        checkpoint()
+        return result
+
     def run(self, tasks: Iterable[tuple]) -> Iterator[Any]:
         """Results of ``tasks`` (see :func:`run_task`), in order, at most 2N in flight."""
         pending: deque = deque()
@@ -162,9 +171,9 @@ class FramePool:
                 else:
                     pending.append(self._pool.submit(_job, task))
                 if len(pending) >= self.max_in_flight:
-                    yield pending.popleft().result()
+                    yield self._next(pending)
             while pending:
-                yield pending.popleft().result()
+                yield self._next(pending)
         except BrokenProcessPool:
             raise RuntimeError("a worker process died (out of memory or killed?)") from None
         finally:

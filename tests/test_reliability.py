@@ -421,6 +421,44 @@ def test_interrupt_from_progress_leaves_nothing(coded, small_model, tmp_path, ve
     assert len(calls) == 3 and calls[-1] < 10 * FRAME
 
 
+def test_interrupt_waits_for_the_frame_boundary():
+    from hybridcodec import cancel
+
+    with cancel.deferred():
+        cancel.interrupt(KeyboardInterrupt())  # as a signal handler does, mid-frame
+        with pytest.raises(KeyboardInterrupt):
+            cancel.checkpoint()  # ... raised between frames
+        cancel.checkpoint()  # once
+    with pytest.raises(KeyboardInterrupt):
+        cancel.interrupt(KeyboardInterrupt())  # outside the codec: at once
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_inside_a_frame_in_process(coded, small_model, tmp_path, monkeypatch, sig, code):
+    """A signal that arrives while a frame is being decoded stops the run after it."""
+    from hybridcodec import framecodec
+
+    _, hyb, _ = coded
+    original = framecodec.decode_frame
+    calls = []
+
+    def decode_frame(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(sig)  # the handler runs here, inside the frame
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(framecodec, "decode_frame", decode_frame)
+    out = tmp_path / "o.wav"
+    err = io.StringIO()
+    assert cli.main(["decode", str(hyb), str(out), "--model", small_model], stderr=err,
+                    stdout=io.StringIO()) == code
+    assert len(calls) == 3  # the frame in progress finished, no other started
+    assert os.listdir(tmp_path) == []
+    assert err.getvalue().strip() in ("hybridcodec: interrupted", "hybridcodec: terminated")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
 @pytest.fixture(scope="module")
 def long_input(tmp_path_factory):
     """A 40 s stereo WAV and its stream (default model): several seconds of coding."""
