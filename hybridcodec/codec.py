@@ -24,9 +24,12 @@ from .atomic import atomic_output
 from .audio_io import AudioInfo, open_audio, open_audio_writer
 from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
                         read_stream_layout, write_footer, write_frame, write_header)
-from .errors import CorruptStreamError, HybridCodecError, InputFileError, ModelMismatchError
+from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
+                     ModelMismatchError, UsageError)
 from .framecodec import decode_frame, encode_frame, layer_count
 from .model import load_model
+from .tiers import layer_name, layer_order
+from .truncation import GROUPS_KEY, truncate_file
 
 Progress = Callable[[int, int], None]
 
@@ -216,17 +219,54 @@ class _Output:
         return False
 
 
+def _check_fill(fill: str) -> str:
+    from .precision import FILL_MODES
+
+    if fill not in FILL_MODES:
+        raise UsageError(f"unknown fill mode {fill!r} (choose from {', '.join(FILL_MODES)})")
+    return fill
+
+
 def _check_jobs(jobs) -> int:
     from .parallel import check_jobs
 
     return check_jobs(jobs)
 
 
-@single_threaded
 def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                 model: str | None = None, overwrite: bool = False,
-                progress: Progress | None = None, jobs: int = 1) -> CodingReport:
-    """Encode an audio file (WAV/FLAC/AIFF, integer PCM) losslessly into a .hyb stream.
+                progress: Progress | None = None, jobs: int = 1, tier: str | None = None,
+                kbps: float | None = None) -> CodingReport:
+    """Encode an audio file (WAV/FLAC/AIFF, integer PCM) into a .hyb stream.
+
+    Lossless unless ``tier`` (a name from :data:`hybridcodec.tiers.TIERS`) or ``kbps`` (a
+    bit-rate ceiling) asks for a lower tier: the file is then encoded losslessly and
+    truncated, exactly as ``hybridcodec truncate`` would do it.
+    """
+    if (tier is None or tier == "lossless") and kbps is None:
+        return _encode_lossless(src, dst, model=model, overwrite=overwrite,
+                                progress=progress, jobs=jobs)
+    if _is_file(dst):
+        raise UsageError("a lower tier needs a file output (truncation reads the stream twice)")
+    from .atomic import check_output_path
+
+    check_output_path(dst, overwrite=overwrite)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hybridcodec-") as tmp:
+        full = os.path.join(tmp, "full.hyb")
+        report = _encode_lossless(src, full, model=model, overwrite=True, progress=progress,
+                                  jobs=jobs)
+        cut = truncate_file(full, dst, tier=tier, kbps=kbps, overwrite=overwrite)
+    report.output_bytes = cut.output_bytes
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+@single_threaded
+def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
+                     model: str | None = None, overwrite: bool = False,
+                     progress: Progress | None = None, jobs: int = 1) -> CodingReport:
+    """Lossless encode (see :func:`encode_file`).
 
     ``src`` and ``dst`` are paths or binary file objects (e.g. ``sys.stdin.buffer`` /
     ``sys.stdout.buffer``). A non-seekable input is first spooled to a temporary file
@@ -254,7 +294,8 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
                 bits_per_sample=info.bits_per_sample, subtype=info.subtype,
                 source_format=info.source_format, num_samples=info.num_samples,
                 frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
-                num_layers=layer_count(net))
+                num_layers=layer_count(net),
+                extra={GROUPS_KEY: layer_count(net) // (cfg.levels + 1)})
             md5 = hashlib.md5()
 
             def tasks():
@@ -319,7 +360,8 @@ class _DecodeResult:
 
 
 def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
-                   ignore_errors: bool, jobs: int, open_sink) -> _DecodeResult:
+                   ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
+                   seed: int = 0) -> _DecodeResult:
     """Decode a stream frame by frame, handing PCM blocks to ``open_sink(info)``'s writer.
 
     Strict (``ignore_errors`` false): the first problem raises. Otherwise a frame that
@@ -332,8 +374,10 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
     header = stream.header
     net, model_id = load_model(model)
     check_model(header, model_id, model, name)
-    if header.levels != net.config.levels or header.frame_length != net.config.frame_length:
+    if header.levels != net.config.levels or header.frame_length != net.config.frame_length \
+            or header.num_layers > layer_count(net):
         raise CorruptStreamError(f"{name}: header disagrees with its model")
+    lossless = header.num_layers == layer_count(net)
     info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
                      header.bits_per_sample, header.subtype, header.source_format)
     md5 = hashlib.md5()
@@ -347,7 +391,9 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
                 yield "pass", item
             else:
                 yield ("decode", dict(item.layers), item.num_samples, header.channels,
-                       f"{name}: frame {item.index}", {"carried": header.num_layers})
+                       f"{name}: frame {item.index}",
+                       {"carried": header.num_layers, "bits": header.bits_per_sample,
+                        "fill": fill, "seed": seed, "frame_index": item.index})
 
     def damage(index: int, n: int, reason: str) -> np.ndarray:
         first = index * header.frame_length
@@ -387,8 +433,8 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
                 out.allow_short = True
                 warnings.append(f"the WAV header written to {_display(out.path)} declares "
                                 f"{header.num_samples} samples, {done} were written")
-        if stream.footer is None:
-            md5_ok = None
+        if stream.footer is None or not lossless:
+            md5_ok = None  # a lower tier cannot reproduce the original PCM
         else:
             md5_ok = md5.digest() == stream.footer.md5
             if not md5_ok:
@@ -406,8 +452,12 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
 def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                 model: str | None = None, overwrite: bool = False,
                 progress: Progress | None = None, ignore_errors: bool = False,
-                jobs: int = 1) -> CodingReport:
+                jobs: int = 1, fill: str = "sample", seed: int = 0) -> CodingReport:
     """Decode a .hyb stream to WAV/FLAC/AIFF (by ``dst``'s extension), verifying its MD5.
+
+    A lower-tier stream decodes to full-band audio: what its dropped layers carried is
+    filled per ``fill`` (``sample``: drawn from the priors, reproducible with ``seed``;
+    ``mean``: the priors' medians; ``zero``: absent bands silent); no MD5 check then.
 
     ``src`` and ``dst`` are paths or binary file objects; a file object output gets WAV,
     written front to back (:class:`~hybridcodec.audio_io.WavStreamWriter`). With
@@ -422,7 +472,8 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     with _open_stream(src) as fp:
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
-            open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite))
+            open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite),
+            fill=_check_fill(fill), seed=seed)
     h = result.header
     input_bytes = _size(src) if not _is_file(src) else result.bytes_read
     output_bytes = target.count if _is_file(dst) else os.path.getsize(dst)
@@ -465,7 +516,7 @@ def describe_stream(src: str | os.PathLike) -> str:
         f"  format      hybridcodec stream, tier {h.tier}",
         f"  audio       {h.sample_rate} Hz, {h.channels} ch, {h.bits_per_sample}-bit "
         f"({h.subtype}, from {h.source_format}), {h.num_samples} samples, {seconds:.2f} s",
-        f"  model       {h.model_id}, {h.levels} levels",
+        f"  model       {h.model_id}, {h.levels} levels, {h.num_layers} layers carried",
         f"  frames      {layout.num_frames} x {h.frame_length} samples",
         f"  md5         {layout.footer.md5.hex()}",
         f"  size        {layout.total_bytes} bytes"
@@ -473,10 +524,11 @@ def describe_stream(src: str | os.PathLike) -> str:
            f"{8 * layout.total_bytes / seconds / 1000:.1f} kbit/s" if pcm else ""),
         "  layers:",
     ]
-    for layer_id, nbytes in sorted(layout.layer_bytes.items()):
-        what = "frame params + coarse band" if layer_id == 0 else \
-            f"detail level {h.levels - layer_id + 1}"
-        lines.append(f"    {layer_id:2d}  {what:28s} {nbytes:10d} bytes "
-                     f"({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
+    groups = int(h.extra.get(GROUPS_KEY, 1))
+    order = layer_order(h.levels, groups)
+    for layer_id in range(h.num_layers):
+        nbytes = layout.layer_bytes.get(layer_id, 0)
+        lines.append(f"    {layer_id:2d}  {layer_name(*order[layer_id], h.levels, groups):28s} "
+                     f"{nbytes:10d} bytes ({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
     lines.append(f"    --  container overhead           {layout.overhead_bytes:10d} bytes")
     return "\n".join(lines)

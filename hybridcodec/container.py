@@ -268,11 +268,6 @@ def _header_problem(header: StreamHeader) -> str | None:
         return problem
     if not isinstance(header.model_id, str) or not MODEL_ID_RE.fullmatch(header.model_id):
         return f"model_id must be 16 lowercase hex digits, got {_short_repr(header.model_id)}"
-    if int(header.num_layers) < int(header.levels) + 1:
-        return (
-            f"num_layers ({header.num_layers}) must be at least levels + 1 "
-            f"({int(header.levels) + 1}): layer 0 plus one layer per detail level"
-        )
     num_frames = -(-int(header.num_samples) // int(header.frame_length))
     if num_frames > MAX_NUM_FRAMES:
         return (
