@@ -51,26 +51,35 @@ def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor)
     n = values.shape[0]
     nf = features.shape[1]
     S = kinds.shape[0]
-    # Stage j uses slots [first, last) of hist[j]: stage 0's first nf slots hold the side
-    # features of the current sample (prior mean, other channel, ...), then every stage
-    # holds its own past inputs, newest first.
-    width = nf + 1
+    maxo = 1
     for j in range(S):
-        width = max(width, orders[j] + nf)
-    hist = np.zeros((S, width), np.int64)
-    w = np.zeros((S, width), np.int64)
+        maxo = max(maxo, orders[j])
+    # Each stage keeps its past inputs in a mirrored ring buffer (newest first at
+    # ring[j, pos[j] : pos[j] + order]) and their energy as an exact running integer sum.
+    ring = np.zeros((S, 2 * maxo), np.int64)
+    pos = np.zeros(S, np.int64)
+    energy = np.zeros(S, np.int64)
+    wf = np.zeros(nf, np.int64)  # stage 0's weights of the side features
+    w = np.zeros((S, maxo), np.int64)
     preds = np.zeros(S, np.int64)
     inputs = np.zeros(S, np.int64)
+    feat = np.zeros(nf, np.int64)
     out = np.empty(n, np.int64)
     resid = np.empty(n, np.int64)
     for i in range(n):
+        feat_energy = 0
         for f in range(nf):
-            hist[0, f] = _clamp(features[i, f], CLAMP)
+            v = _clamp(features[i, f], CLAMP)
+            feat[f] = v
+            feat_energy += v * v
         for j in range(S):
-            first = 0 if j == 0 else nf
             acc = 0
-            for k in range(first, nf + orders[j]):
-                acc += w[j, k] * hist[j, k]
+            if j == 0:
+                for f in range(nf):
+                    acc += wf[f] * feat[f]
+            p = pos[j]
+            for k in range(orders[j]):
+                acc += w[j, k] * ring[j, p + k]
             preds[j] = _clamp((acc + (1 << (W_BITS - 1))) >> W_BITS, PRED_CLAMP)
         base = features[i, 0]
         if mode == CLOSED:
@@ -108,33 +117,45 @@ def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor)
                 e -= preds[j]
             out[i] = e
         for j in range(S):
-            first = 0 if j == 0 else nf
-            last = nf + orders[j]
+            order = orders[j]
+            p = pos[j]
             err = _clamp(inputs[j] - preds[j], CLAMP)
             if err != 0:
                 if kinds[j] == NLMS:
-                    energy = 1 << 11
-                    for k in range(first, last):
-                        energy += hist[j, k] * hist[j, k]
-                    bits = _bit_length(energy)
-                    norm = energy >> (bits - 16) if bits > 16 else energy << (16 - bits)
+                    total = (1 << 11) + energy[j] + (feat_energy if j == 0 else 0)
+                    bits = _bit_length(total)
+                    norm = total >> (bits - 16) if bits > 16 else total << (16 - bits)
                     c = (err * mus[j] << 12) // norm
                     shift = bits - 11
                     half = 1 << (shift - 1)
-                    for k in range(first, last):
-                        w[j, k] = _clamp(w[j, k] + ((c * hist[j, k] + half) >> shift), W_CLAMP)
+                    if j == 0:
+                        for f in range(nf):
+                            wf[f] = _clamp(wf[f] + ((c * feat[f] + half) >> shift), W_CLAMP)
+                    for k in range(order):
+                        w[j, k] = _clamp(w[j, k] + ((c * ring[j, p + k] + half) >> shift),
+                                         W_CLAMP)
                 else:
                     step = mus[j] if err > 0 else -mus[j]
-                    for k in range(first, last):
-                        h = hist[j, k]
+                    if j == 0:
+                        for f in range(nf):
+                            if feat[f] > 0:
+                                wf[f] = _clamp(wf[f] + step, W_CLAMP)
+                            elif feat[f] < 0:
+                                wf[f] = _clamp(wf[f] - step, W_CLAMP)
+                    for k in range(order):
+                        h = ring[j, p + k]
                         if h > 0:
                             w[j, k] = _clamp(w[j, k] + step, W_CLAMP)
                         elif h < 0:
                             w[j, k] = _clamp(w[j, k] - step, W_CLAMP)
-            for k in range(last - 1, nf, -1):
-                hist[j, k] = hist[j, k - 1]
-            if orders[j] >= 1:
-                hist[j, nf] = _clamp(inputs[j], CLAMP)
+            if order >= 1:
+                v = _clamp(inputs[j], CLAMP)
+                oldest = ring[j, p + order - 1]
+                energy[j] += v * v - oldest * oldest
+                p = p - 1 if p > 0 else order - 1
+                ring[j, p] = v
+                ring[j, p + order] = v
+                pos[j] = p
     return out, resid
 
 
