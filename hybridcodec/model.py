@@ -47,7 +47,6 @@ class ModelConfig:
     detail_cascade: list = field(
         default_factory=lambda: [[NLMS, 64, 26], [NLMS, 16, 26], [SIGN_LMS, 16, 8]])
     coarse_cascade: list = field(default_factory=lambda: [[NLMS, 32, 26], [SIGN_LMS, 16, 8]])
-    coarse_difference: bool = False
     cross_channel: bool = True  # later channels' cascades see the previous channel's band
     anchor_planes: int = 2  # precision layers: anchor bins of 2**P table symbols
     tables: dict = field(default_factory=lambda: asdict(TableSpec()))
