@@ -81,7 +81,8 @@ def build_tables(spec: TableSpec) -> dict[str, np.ndarray]:
 class ScaleTables:
     """The table set in coding form: constriction models and per-symbol costs."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], spec: TableSpec) -> None:
+        self.spec = spec
         self.shift = arrays["table_shift"].astype(np.int64)
         self.halfwidth = arrays["table_halfwidth"].astype(np.int64)
         self.offset = arrays["table_offset"].astype(np.int64)
@@ -234,7 +235,8 @@ def choose_classes(r: np.ndarray, block: int, tables: ScaleTables) -> np.ndarray
     mean_abs = np.abs(rb).sum(axis=1) / counts
     # E|r| = 2 ln2 * scale for a logistic: start there and search the neighbourhood.
     guess = np.log2(np.maximum(mean_abs, 1e-9) / (2 * np.log(2)))
-    k0 = np.rint((guess - (-3.0)) * 8).astype(np.int64) + 1
+    spec = tables.spec
+    k0 = np.rint((guess - spec.min_log2_scale) * spec.classes_per_octave).astype(np.int64) + 1
     best = np.zeros(nb, np.int64)
     best_cost = np.full(nb, np.inf)
     valid = (np.arange(block)[None, :] < counts[:, None])

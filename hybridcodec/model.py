@@ -86,7 +86,8 @@ class HybridModel(nn.Module):
 
     def _state(self):
         if self._coding_state is None:
-            self._coding_state = (ScaleTables(self.table_arrays),
+            self._coding_state = (ScaleTables(self.table_arrays,
+                                              TableSpec(**_tuple_fields(self.config.tables))),
                                   Cascade(self.config.detail_cascade),
                                   Cascade(self.config.coarse_cascade))
         return self._coding_state
