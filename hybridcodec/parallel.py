@@ -32,6 +32,8 @@ __all__ = ["FramePool", "InProcess", "frame_runner", "run_task", "check_jobs", "
 MAX_JOBS = 256
 
 _NET = None  # the worker's model
+_INHERITED = None  # the parent's model, inherited by forked workers
+_WARMED: set = set()  # ids of models whose kernels this process has run once
 
 
 def check_jobs(jobs: Any) -> int:
@@ -57,7 +59,10 @@ def _init_worker(model: str | None) -> None:
     from .model import load_model
 
     torch.set_num_threads(1)
-    _NET, _ = load_model(model)
+    if _INHERITED is not None:
+        _NET = _INHERITED  # forked: the parent's model, kernels already loaded
+    else:
+        _NET, _ = load_model(model)
 
 
 def run_task(net, task: tuple) -> Any:
@@ -76,6 +81,17 @@ def run_task(net, task: tuple) -> Any:
         except HybridCodecError as exc:
             return exc
     return task[1]
+
+
+def warm_up(net) -> None:
+    """Code one tiny frame both ways, once per model and process, so that numba has
+    loaded (or compiled) every kernel before worker processes are forked."""
+    if id(net) in _WARMED:
+        return
+    pcm = np.random.default_rng(0).integers(-3000, 3000, size=(256, 2)).astype(np.int64)
+    layers = run_task(net, ("encode", pcm))
+    run_task(net, ("decode", dict(layers), len(pcm), 2, "warm-up"))
+    _WARMED.add(id(net))
 
 
 def _job(task: tuple) -> Any:
@@ -129,13 +145,24 @@ class FramePool:
     queued work and stops the workers.
     """
 
-    def __init__(self, jobs: int, model: str | os.PathLike | None) -> None:
+    def __init__(self, jobs: int, model: str | os.PathLike | None, net=None) -> None:
+        global _INHERITED
         self.jobs = jobs
         self.max_in_flight = 2 * jobs
         model_arg = None if model is None else os.fspath(model)
-        self._pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=_context(), initializer=_init_worker,
-            initargs=(model_arg,))
+        context = _context()
+        if net is not None and context.get_start_method() == "fork":
+            # Workers forked from here inherit the loaded model and, once warmed, its
+            # compiled kernels (numba), instead of each loading them again.
+            warm_up(net)
+            _INHERITED = net
+        try:
+            self._pool = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=context, initializer=_init_worker,
+                initargs=(model_arg,))
+            self._pool.submit(int).result()  # start the workers now, while _INHERITED is set
+        finally:
+            _INHERITED = None
 
     def __enter__(self) -> "FramePool":
         return self
@@ -183,4 +210,4 @@ class FramePool:
 
 def frame_runner(jobs: int, net, model: str | os.PathLike | None):
     """:class:`InProcess` for one job, else a :class:`FramePool` of ``jobs`` workers."""
-    return InProcess(net) if jobs <= 1 else FramePool(jobs, model)
+    return InProcess(net) if jobs <= 1 else FramePool(jobs, model, net)
