@@ -91,7 +91,11 @@ def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor)
                 r -= preds[j]
             resid[i] = r
             b = shifts[i]
-            if b >= 0:
+            if b < 0:  # a silent block: the value is 0 whatever the prediction said
+                r = -base
+                for j in range(S):
+                    r -= preds[j]
+            else:
                 m = halfwidths[i]
                 t = (r >> b) + m + 1
                 if 0 < t < 2 * m + 2:  # escapes are sent exactly with the anchor
@@ -106,6 +110,10 @@ def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor)
             out[i] = e + base
         elif mode == INVERSE:
             e = values[i]
+            if shifts[i] < 0:  # a silent block (see CLOSED)
+                e = -base
+                for j in range(S):
+                    e -= preds[j]
             for j in range(S - 1, -1, -1):
                 e += preds[j]
                 inputs[j] = e
@@ -198,17 +206,21 @@ class Cascade:
         """Open loop: the prediction residuals of ``values`` (int64) given the features."""
         return self._call(values, features, FORWARD)[0]
 
-    def reconstruct(self, residuals: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Decoder side: the values whose residuals are ``residuals``."""
-        return self._call(residuals, features, INVERSE)[0]
+    def reconstruct(self, residuals: np.ndarray, features: np.ndarray,
+                    silent: np.ndarray | None = None) -> np.ndarray:
+        """Decoder side: the values whose residuals are ``residuals``; where ``silent``
+        is true the value is 0 (the filters still run, as in :meth:`closed_loop`)."""
+        shifts = None if silent is None else np.where(silent, -1, 0)
+        return self._call(residuals, features, INVERSE, shifts)[0]
 
     def closed_loop(self, values: np.ndarray, features: np.ndarray, shifts: np.ndarray,
                     halfwidths: np.ndarray, anchor: int) -> tuple[np.ndarray, np.ndarray]:
         """Encoder side of layered coding: (residuals, anchor reconstruction).
 
         The filters run on the anchor reconstruction (residual quantized to its bin of
-        2**anchor table symbols); samples with shift -1 are not quantized. Feeding the
-        bins' centre residuals to :meth:`reconstruct` reproduces the anchor exactly.
+        2**anchor table symbols); samples with shift -1 are silent (value 0, nothing
+        coded). Feeding the bins' centre residuals to :meth:`reconstruct` (with the same
+        silent samples) reproduces the anchor exactly.
         """
         anchor_values, residuals = self._call(values, features, CLOSED, shifts, halfwidths,
                                               anchor)

@@ -134,29 +134,27 @@ def _analyse(model: HybridModel, x: np.ndarray, levels: int) -> list[np.ndarray]
 def _closed_loop_band(lay: _FrameLayout, band: int, values: np.ndarray, feats: np.ndarray):
     """(anchor planes, classes, per-sample classes, residuals, anchor values) of a band.
 
-    Classes come from the open-loop residuals. The coarsest anchor (most planes, the
-    most useful lossy layers) is kept unless its closed loop costs more than
-    ANCHOR_TOLERANCE over open-loop coding: strongly predictable bands amplify anchor
-    noise through their filters, and get a finer anchor instead.
+    Blocks whose values are all zero (digital silence) get class 0 and cost nothing
+    whatever the predictors say; the others get the cheapest class for their open-loop
+    residuals. The coarsest anchor (most planes, the most useful lossy layers) is kept
+    unless its closed loop costs more than ANCHOR_TOLERANCE over open-loop coding:
+    strongly predictable bands amplify anchor noise through their filters, and get a
+    finer anchor instead.
     """
     cascade, tables, block = lay.cascade(band), lay.model.tables, lay.block(band)
     open_r = cascade.residuals(values, feats)
-    classes = choose_classes(open_r, block, tables)
+    classes = np.maximum(choose_classes(open_r, block, tables), 1)
+    silent = np.bincount(np.arange(values.size) // block, weights=np.abs(values),
+                         minlength=classes.size) == 0
+    classes[silent] = ZERO_CLASS
     per = np.repeat(classes, block)[: values.size]
-    open_cost = tables.block_costs(open_r, per).sum()
+    coded = per != ZERO_CLASS
+    open_cost = tables.block_costs(open_r[coded], per[coded]).sum()
     for planes in range(lay.max_planes, -1, -1):
-        while True:
-            per = np.repeat(classes, block)[: values.size]
-            shifts, halfwidths = lay.planes(planes).shifts_for(per)
-            r, anchor = cascade.closed_loop(values, feats, shifts, halfwidths, planes)
-            # A block sent as all-zero must be all-zero in the loop too.
-            nonzero = np.bincount(np.arange(r.size) // block, weights=np.abs(r),
-                                  minlength=classes.size) > 0
-            bad = np.flatnonzero((classes == ZERO_CLASS) & nonzero)
-            if not bad.size:
-                break
-            classes[bad] = np.maximum(choose_classes(r, block, tables)[bad], 1)
-        if planes == 0 or tables.block_costs(r, per).sum() <= open_cost * (1 + ANCHOR_TOLERANCE):
+        shifts, halfwidths = lay.planes(planes).shifts_for(per)
+        r, anchor = cascade.closed_loop(values, feats, shifts, halfwidths, planes)
+        if planes == 0 or tables.block_costs(r[coded], per[coded]).sum() <= \
+                open_cost * (1 + ANCHOR_TOLERANCE):
             return planes, classes, per, r, anchor
     raise AssertionError("unreachable")
 
@@ -237,18 +235,19 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
             group_readers = [readers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
             rng = np.random.default_rng([seed, frame_index, c, band]) \
                 if fill == "sample" and not lossless else None
+            silent = per == ZERO_CLASS
             if group_readers[0] is None:  # band absent (and so are all finer ones)
                 values = np.zeros(size, np.int64)
                 if fill != "zero":
                     mu = prior_mean(model, lay.level_index(band), out, size)
-                    values = mu + sample_band(per, lay.planes(0), fill, rng)
+                    values = np.where(silent, 0, mu + sample_band(per, lay.planes(0), fill, rng))
                 out = lay.synthesise(band, out, values)
                 continue
             r_anchor, r_est, _ = read_band_groups(group_readers, per, lay.planes(planes[band]),
                                                   fill, rng)
             ref = previous[band] if previous is not None else None
             feats = lay.features(band, anchor_coarse, size, ref)
-            anchor = lay.cascade(band).reconstruct(r_anchor, feats)
+            anchor = lay.cascade(band).reconstruct(r_anchor, feats, silent)
             anchors.append(anchor)
             anchor_coarse = lay.synthesise(band, anchor_coarse, anchor)
             out = lay.synthesise(band, out, anchor + (r_est - r_anchor))
