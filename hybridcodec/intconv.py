@@ -78,8 +78,6 @@ class IntConvNet(nn.Module):
 
     def predict_exact(self, x: torch.Tensor, out_len: int) -> torch.Tensor:
         """Exact integer prediction for a 1-D float64 tensor of integers (any length)."""
-        if out_len == 0:
-            return torch.zeros(0, dtype=torch.float64)
-        if x.numel() == 0:
-            return torch.zeros(out_len, dtype=torch.float64)
+        if out_len == 0 or x.numel() == 0:
+            return torch.zeros(out_len, dtype=torch.float64, device=x.device)
         return self.forward(x.view(1, 1, -1), out_len, exact=True).view(-1)

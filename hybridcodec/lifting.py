@@ -64,7 +64,7 @@ class LiftingWavelet(nn.Module):
         """Undo one level: from s_{level+1} and d_{level+1} back to s_level."""
         even = s - self.update[level].predict_exact(d, s.numel())
         odd = d + self.predict[level].predict_exact(even, d.numel())
-        out = torch.empty(even.numel() + odd.numel(), dtype=torch.float64)
+        out = torch.empty(even.numel() + odd.numel(), dtype=torch.float64, device=even.device)
         out[0::2] = even
         out[1::2] = odd
         return out
