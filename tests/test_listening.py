@@ -1,26 +1,390 @@
-"""Listening-test tooling (listening/): the MUSHRA results analysis.
+"""Listening-test tooling (listening/, conf/listening/): MUSHRA export, webMUSHRA config,
+the self-contained page in a real headless Chromium, and the results analysis.
 
-Means and t confidence intervals on a constructed results file (webMUSHRA's CSV and the
-page's, blinded ids mapped by a manifest), and ITU-R BS.1534-3 post-screening: one
-assessor out, a borderline one kept.
+* export of two short corpus excerpts (16-bit stereo, 24-bit mono): every stimulus is
+  written at the source's rate and depth, loudness-aligned within 0.5 LU of its item's
+  target (an item that would clip is lowered and says so), faded, and blinded; the anchors
+  are band-limited; the reference codecs match the tiers' actual bit rates and are aligned;
+* the webMUSHRA YAML parses and references exactly the exported files;
+* the same seed gives byte-identical files, another seed another blinding;
+* the HTML page, opened from file:// in Chromium: trials, sliders, audio loading, and the
+  CSV it saves for scripted ratings, which the analysis reads back;
+* the analysis on a constructed results file: means and t confidence intervals, and
+  BS.1534-3 post-screening (one assessor out, a borderline one kept).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
+
+pytest.importorskip("hydra")
+pytest.importorskip("yaml")
+pyloudnorm = pytest.importorskip("pyloudnorm")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # listening/ is a top-level folder of the repository
     sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
 from listening import analyze as an  # noqa: E402
+from listening.export import ExportError, export, integrated_loudness, lowpass  # noqa: E402
+
+CONF = REPO / "conf" / "listening"
+ITEMS = ("items=[{path: music/cellar-02.flac, start: 1.0, duration: 2.0},"
+         "{path: music/cellar-62.flac, start: 1.0, duration: 2.0}]")
+TARGET = -16.0  # loud enough that the 24-bit item must be lowered to stay below -1 dBTP
+CODECS_INSTALLED = bool(shutil.which("opusenc") and shutil.which("opusdec")
+                        and shutil.which("lame"))
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("export", overrides=overrides)
+
+
+def _export(out: Path, seed: int, corpus: Path):
+    cfg = _compose([ITEMS, "tiers=[medium,tiny]", f"target_lufs={TARGET}", f"seed={seed}",
+                    f"corpus_dir={corpus}", f"out_dir={out}"])
+    return export(cfg)
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_dir):
+    return corpus_dir
+
+
+@pytest.fixture(scope="module")
+def exported(corpus, tmp_path_factory):
+    return _export(tmp_path_factory.mktemp("export_a"), 7, corpus)
+
+
+@pytest.fixture(scope="module")
+def manifest(exported):
+    with open(exported.manifest, newline="") as fp:
+        return list(csv.DictReader(fp))
+
+
+def _rows(manifest, trial):
+    return {r["condition"]: r for r in manifest if r["trial_id"] == trial}
+
+
+def _band_energy(x: np.ndarray, rate: int, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x, axis=0)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spec[(freqs >= lo) & (freqs < hi)].sum())
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_export_writes_every_condition(exported, manifest):
+    expected = {"reference", "medium", "tiny", "anchor35", "anchor70"}
+    if CODECS_INSTALLED:
+        expected |= {"opus@medium", "opus@tiny", "mp3@medium", "mp3@tiny"}
+    else:
+        assert exported.skipped, "a missing codec must be reported"
+    formats = {"cellar-02": (44100, 2, "PCM_16"), "cellar-62": (44100, 1, "PCM_24")}
+    for trial, (rate, channels, subtype) in formats.items():
+        rows = _rows(manifest, trial)
+        assert set(rows) == expected
+        for row in rows.values():
+            info = sf.info(str(exported.out_dir / row["file"]))
+            assert (info.samplerate, info.channels, info.subtype) == (rate, channels, subtype)
+            assert info.format == "WAV"
+            assert info.frames == 2 * rate
+            assert row["file"] == f"audio/{row['id']}.wav"
+    files = sorted(p.name for p in (exported.out_dir / "audio").iterdir())
+    assert files == sorted(Path(r["file"]).name for r in manifest)
+    # tiers: bit rates from one stream, the lower tier smaller
+    for trial in formats:
+        rows = _rows(manifest, trial)
+        assert 0 < float(rows["tiny"]["kbps"]) < float(rows["medium"]["kbps"])
+
+
+def test_loudness_aligned_and_no_clipping(exported, manifest):
+    lowered = {}
+    for row in manifest:
+        x, rate = sf.read(str(exported.out_dir / row["file"]), always_2d=True)
+        lufs = pyloudnorm.Meter(rate).integrated_loudness(x)
+        target = float(row["item_target_lufs"])
+        lowered[row["trial_id"]] = float(row["item_lowered_db"])
+        assert target == pytest.approx(TARGET - float(row["item_lowered_db"]), abs=0.011)
+        assert abs(lufs - target) <= 0.5, (row["condition"], lufs, target)
+        assert abs(float(row["lufs"]) - lufs) < 0.05
+        assert np.max(np.abs(x)) < 1.0  # nothing at full scale: no clipping
+        assert float(row["true_peak_dbfs"]) <= -1.0 + 0.05
+    # the 16-bit item fits at the target; the bright 24-bit one had to be lowered
+    assert lowered["cellar-02"] == 0.0
+    assert lowered["cellar-62"] > 0.5
+
+
+def test_fades(exported, manifest):
+    for row in manifest:
+        x, rate = sf.read(str(exported.out_dir / row["file"]), always_2d=True)
+        edge = int(0.001 * rate)  # first / last 1 ms of a 20 ms raised-cosine ramp (< 0.7 %)
+        assert np.max(np.abs(x[:edge])) < 0.01 * max(np.max(np.abs(x)), 1e-9) + 1e-4
+        assert np.max(np.abs(x[-edge:])) < 0.01 * max(np.max(np.abs(x)), 1e-9) + 1e-4
+
+
+def test_anchors_are_low_passed_references(exported, manifest):
+    for trial in ("cellar-02", "cellar-62"):
+        rows = _rows(manifest, trial)
+        ref, rate = sf.read(str(exported.out_dir / rows["reference"]["file"]), always_2d=True)
+        ref = ref / 10 ** (float(rows["reference"]["gain_db"]) / 20)
+        for name, fc in (("anchor35", 3500.0), ("anchor70", 7000.0)):
+            y, _ = sf.read(str(exported.out_dir / rows[name]["file"]), always_2d=True)
+            y = y / 10 ** (float(rows[name]["gain_db"]) / 20)
+            stop = _band_energy(y, rate, fc, rate) / _band_energy(ref, rate, fc, rate)
+            assert 10 * math.log10(stop) < -50, (trial, name, 10 * math.log10(stop))
+            passband = _band_energy(y, rate, 50, 0.9 * fc) / _band_energy(ref, rate, 50, 0.9 * fc)
+            assert abs(10 * math.log10(passband)) < 0.1
+
+
+def test_lowpass_is_steep():
+    rate = 44100
+    t = np.arange(rate) / rate
+    for f, expect_pass in ((3000.0, True), (3500.0, False), (5000.0, False)):
+        x = np.sin(2 * np.pi * f * t)[:, None]
+        y = lowpass(x, rate, 3500.0)
+        core = slice(rate // 4, 3 * rate // 4)
+        ratio = np.sqrt(np.mean(y[core] ** 2) / np.mean(x[core] ** 2))
+        if expect_pass:
+            assert abs(20 * math.log10(ratio)) < 0.01
+        else:
+            assert 20 * math.log10(ratio + 1e-300) < -95
+
+
+def test_loudness_of_more_than_five_channels():
+    # pyloudnorm stops at 5 channels; past that the same filters and gating run with
+    # weight 1, so a silent sixth channel changes nothing
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2 * 44100 + 123, 5)) * 0.05
+    x[:30000] *= 0.01  # a quiet start, to exercise the gates
+    six = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    expected = pyloudnorm.Meter(44100).integrated_loudness(x)
+    assert integrated_loudness(six, 44100) == pytest.approx(expected, abs=1e-4)
+    eight = np.concatenate([x, x[:, :3]], axis=1)
+    assert integrated_loudness(eight, 44100) > expected + 1
+
+
+@pytest.mark.skipif(not CODECS_INSTALLED, reason="opusenc/opusdec or lame not installed")
+def test_reference_codecs_matched_and_aligned(exported, manifest):
+    for trial in ("cellar-02", "cellar-62"):
+        rows = _rows(manifest, trial)
+        ref, _ = sf.read(str(exported.out_dir / rows["reference"]["file"]), always_2d=True)
+        for codec in ("opus", "mp3"):
+            for tier in ("medium", "tiny"):
+                row = rows[f"{codec}@{tier}"]
+                tier_kbps = float(rows[tier]["kbps"])
+                assert float(row["matched_kbps"]) == pytest.approx(tier_kbps, abs=0.002)
+                assert float(row["kbps"]) == pytest.approx(tier_kbps, rel=0.05)
+                y, _ = sf.read(str(exported.out_dir / row["file"]), always_2d=True)
+                a, b = ref.mean(axis=1), y.mean(axis=1)
+                lags = range(-8, 9)  # aligned: the best match is at lag 0 (within a sample)
+                corr = [np.dot(a[16:-16], np.roll(b, k)[16:-16]) for k in lags]
+                assert abs(list(lags)[int(np.argmax(corr))]) <= 1, (trial, codec, tier)
+
+
+def test_webmushra_config(exported, manifest):
+    doc = yaml.safe_load(exported.webmushra.read_text())
+    for key in ("testname", "testId", "bufferSize", "stopOnErrors", "showButtonPreviousPage",
+                "remoteService", "pages"):
+        assert key in doc
+    trials = [p for group in doc["pages"] if isinstance(group, list)
+              for p in group if isinstance(p, dict)]
+    assert doc["pages"][1][0] == "random"
+    assert [t["type"] for t in trials] == ["mushra", "mushra"]
+    assert doc["pages"][-1]["type"] == "finish"
+    referenced = set()
+    by_id = {r["id"]: r for r in manifest}
+    for trial in trials:
+        assert {"id", "name", "content", "showWaveform", "enableLooping", "reference",
+                "createAnchor35", "createAnchor70", "stimuli"} <= set(trial)
+        assert trial["createAnchor35"] is False and trial["createAnchor70"] is False
+        ref = trial["reference"]
+        assert not os.path.isabs(ref) and (exported.out_dir / ref).is_file()
+        assert by_id[Path(ref).stem]["condition"] == "reference"
+        referenced.add(ref)
+        for key, path in trial["stimuli"].items():
+            assert isinstance(key, str) and Path(path).stem == key
+            assert not os.path.isabs(path) and (exported.out_dir / path).is_file()
+            assert by_id[key]["trial_id"] == trial["id"] and by_id[key]["kind"] != "reference"
+            referenced.add(path)
+    assert referenced == {r["file"] for r in manifest}
+    # blinded: no condition name in what the assessor's side sees
+    text = exported.webmushra.read_text() + exported.html.read_text()
+    for word in ("medium", "tiny", "opus", "mp3", "anchor35", "anchor70"):
+        assert word not in text
+
+
+def test_same_seed_same_files_other_seed_other_blinding(exported, manifest, corpus,
+                                                        tmp_path):
+    again = _export(tmp_path / "b", 7, corpus)
+    names = sorted(p.relative_to(exported.out_dir) for p in exported.out_dir.rglob("*")
+                   if p.is_file())
+    assert names == sorted(p.relative_to(again.out_dir) for p in again.out_dir.rglob("*")
+                           if p.is_file())
+    for name in names:
+        assert (exported.out_dir / name).read_bytes() == \
+            (again.out_dir / name).read_bytes(), name
+    other = _export(tmp_path / "c", 8, corpus)
+    with open(other.manifest, newline="") as fp:
+        other_rows = list(csv.DictReader(fp))
+    ids = {(r["trial_id"], r["condition"]): r["id"] for r in manifest}
+    other_ids = {(r["trial_id"], r["condition"]): r["id"] for r in other_rows}
+    assert ids.keys() == other_ids.keys()
+    assert not set(ids.values()) & set(other_ids.values())
+
+
+def test_export_errors(corpus, tmp_path):
+    with pytest.raises(ExportError, match="not found"):
+        export(_compose(["items=[music/no-such-file.flac]", f"corpus_dir={corpus}",
+                         f"out_dir={tmp_path}"]))
+    with pytest.raises(ExportError, match="too short"):
+        export(_compose(["items=[{path: music/cellar-02.flac, start: 6.9, duration: 2}]",
+                         f"corpus_dir={corpus}", f"out_dir={tmp_path}"]))
+    with pytest.raises(ExportError, match="unknown tier"):
+        export(_compose(["items=[music/cellar-02.flac]", "tiers=[ultra]",
+                         f"corpus_dir={corpus}", f"out_dir={tmp_path}"]))
+
+
+def test_export_command_line(corpus, tmp_path):
+    out = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, "-m", "listening.export",
+         "items=[{path: instruments/oboe.flac, start: 0.5, duration: 1.0}]", "tiers=[tiny]",
+         "codecs=[]", "anchors=[3500]", f"corpus_dir={corpus}", f"out_dir={out}",
+         f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 stimuli of 1 items" in proc.stdout
+    assert (out / "manifest.csv").is_file() and (out / "mushra.html").is_file()
+    assert len(list((out / "audio").glob("s*.wav"))) == 3
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def _chromium():
+    """(browser, driver) paths, or None."""
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)),
+                   None)
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+SCRIPTED = {"reference": 100, "medium": 72, "tiny": 41, "opus@medium": 66, "opus@tiny": 35,
+            "mp3@medium": 58, "mp3@tiny": 22, "anchor70": 30, "anchor35": 12}
+
+
+def test_html_page_in_chromium(exported, manifest, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed "
+                                    "(pip install selenium)")
+    paths = _chromium()
+    if paths is None:
+        pytest.skip("chromium and chromedriver not installed "
+                    "(apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = paths[0]
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--mute-audio",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900"):
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(paths[1]), options=opts)
+    by_id = {r["id"]: r for r in manifest}
+    by_trial = {}
+    for r in manifest:
+        by_trial.setdefault(r["trial_id"], []).append(r)
+    expected_scores = {}  # (trial, stimulus) -> score
+    try:
+        driver.get(exported.html.as_uri() + "?seed=5")
+        assert driver.title == "hybridcodec listening test"
+        assert driver.execute_script("return window.mushra.test.trials.length") == 2
+        assert "2 trials, 18 ratings" in driver.find_element(By.ID, "test-size").text
+        driver.find_element(By.ID, "assessor").send_keys("assessor one")
+        driver.find_element(By.ID, "start").click()
+        seen = []
+        for step in range(2):
+            trial = driver.find_element(By.ID, "trial").get_attribute("data-trial-id")
+            seen.append(trial)
+            sliders = driver.find_elements(By.CSS_SELECTOR, "input.rating")
+            keys = [s.get_attribute("data-stimulus") for s in sliders]
+            assert len(sliders) == len(by_trial[trial])  # hidden reference + conditions
+            assert sorted(keys) == sorted("reference" if r["kind"] == "reference" else r["id"]
+                                          for r in by_trial[trial])
+            # every file loads from disk: metadata read, right duration, no error
+            deadline = time.time() + 20
+            while True:
+                states = driver.execute_script(
+                    "return Object.values(window.mushra.audio()).map("
+                    "a => [a.readyState, a.duration, a.error ? a.error.code : 0])")
+                if all(s[0] >= 1 for s in states) or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            assert len(states) == len(sliders) + 1
+            for ready, duration, error in states:
+                assert error == 0 and ready >= 1 and duration == pytest.approx(2.0, abs=0.01)
+            driver.find_element(By.ID, "ref-button").click()
+            driver.find_elements(By.CSS_SELECTOR, "#conditions button.play")[1].click()
+            assert driver.find_element(By.ID, "now-playing").text == "playing: B"
+            driver.find_element(By.ID, "stop").click()
+            for slider, key in zip(sliders, keys):
+                condition = "reference" if key == "reference" else by_id[key]["condition"]
+                score = SCRIPTED[condition] - step
+                expected_scores[(trial, key)] = score
+                driver.execute_script("arguments[0].value = arguments[1];"
+                                      "arguments[0].dispatchEvent(new Event('input'));",
+                                      slider, score)
+            driver.find_element(By.ID, "next").click()
+        assert sorted(seen) == ["cellar-02", "cellar-62"]
+        assert not driver.find_element(By.ID, "finish").get_attribute("hidden")
+        driver.find_element(By.ID, "save").click()
+        deadline = time.time() + 20
+        while not list(downloads.glob("*.csv")) and time.time() < deadline:
+            time.sleep(0.1)
+        saved = list(downloads.glob("*.csv"))
+        assert len(saved) == 1, "the page did not download its results"
+    finally:
+        driver.quit()
+    with open(saved[0], newline="") as fp:
+        rows = list(csv.DictReader(fp))
+    assert list(rows[0]) == ["session_test_id", "name", "session_uuid", "trial_id",
+                             "rating_stimulus", "rating_score", "rating_time", "rating_comment"]
+    assert len(rows) == 18
+    assert {r["name"] for r in rows} == {"assessor one"}
+    assert {r["session_test_id"] for r in rows} == {"hybridcodec_mushra"}
+    assert len({r["session_uuid"] for r in rows}) == 1
+    got = {(r["trial_id"], r["rating_stimulus"]): int(r["rating_score"]) for r in rows}
+    assert got == expected_scores
+    assert all(int(r["rating_time"]) >= 0 for r in rows)
+    # and the analysis maps the blinded ids back through the manifest
+    result = an.analyze(saved, exported.manifest)
+    means = {s.condition: s.mean for s in result.overall}
+    expect = {c: s - 0.5 for c, s in SCRIPTED.items() if c in means}
+    assert means == pytest.approx(expect)
+    assert set(means) == {r["condition"] for r in manifest}
 
 
 # ----------------------------------------------------------------------------- analysis
