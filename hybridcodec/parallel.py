@@ -130,11 +130,12 @@ class InProcess:
 
 
 def _context():
-    # fork is fast (no re-import of torch) and safe here: the parent has not started
-    # any thread of its own when the pool starts, and each worker sets torch to one
-    # thread. Elsewhere use the platform's default.
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
+    # Not fork: a long-lived parent (a notebook, a test run) may already have OpenMP or
+    # numba worker threads, and a child forked while one holds a lock can hang forever
+    # (seen in the test suite). forkserver forks workers from a clean, thread-free
+    # server; each worker then loads the model itself (numba's cache keeps that short).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context()
 
 
