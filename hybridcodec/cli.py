@@ -1,4 +1,5 @@
-"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify`` and ``info``.
+"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info`` and
+``truncate`` (cut a stream down to a lower tier).
 
 Every input file is processed on its own: an error on one prints
 ``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
@@ -71,6 +72,13 @@ def verify_file(src, **kwargs):
 def describe_stream(src) -> str:
     """``hybridcodec.codec.describe_stream``."""
     return _codec().describe_stream(src)
+
+
+def truncate_file(src: str, dst: str, **kwargs):
+    """``hybridcodec.truncation.truncate_file``."""
+    from . import truncation
+
+    return truncation.truncate_file(src, dst, **kwargs)
 
 
 def decoded_suffix(src: str) -> str:
@@ -318,6 +326,9 @@ class _Run:
             kw["jobs"] = self.args.jobs
         if getattr(self.args, "ignore_errors", False):
             kw["ignore_errors"] = True
+        for name in ("tier", "kbps", "fill", "seed"):  # encode --tier/--kbps, decode --fill/--seed
+            if getattr(self.args, name, None) is not None:
+                kw[name] = getattr(self.args, name)
         return kw
 
     # -- verbs
@@ -395,6 +406,37 @@ class _Run:
                             f"bad, {md5}"), file=self.stderr, flush=True)
         self.note_code(EXIT_DAMAGED)
 
+    def truncate_one(self, src: str) -> None:
+        args = self.args
+        if STDIO in (src, args.output):
+            raise UsageError("truncate needs files: it reads its input twice and writes its "
+                             "output atomically (standard input/output - cannot be used)")
+        _check_input(src, "truncate")
+        label = args.tier if args.tier is not None else f"{args.kbps:g}kbps"
+        if args.output is not None:
+            dst = args.output
+        elif args.outdir is not None:
+            dst = os.path.join(args.outdir, Path(src).name)
+        else:
+            dst = os.path.join(os.path.dirname(src), f"{Path(src).stem}.{label}{STREAM_SUFFIX}")
+        self.claim_output(src, dst)
+        from .atomic import check_output_path
+
+        check_output_path(dst, overwrite=args.force)
+        report = truncate_file(src, dst, tier=args.tier, kbps=args.kbps, overwrite=args.force)
+        seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
+        rate = 8 * report.output_bytes / seconds / 1000 if seconds > 0 else 0.0
+        ratio = (f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
+                 if report.input_bytes else "n/a")
+        self.say(f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
+                 f"{_fmt_size(report.output_bytes)} ({ratio}), tier {report.tier}, "
+                 f"{report.layers} layer{'s' if report.layers != 1 else ''}, "
+                 f"{rate:.1f} kbit/s")
+        if args.kbps is not None and rate > args.kbps:
+            self.warn(src, f"the lowest tier ({report.layers} layer"
+                           f"{'s' if report.layers != 1 else ''}) is {rate:.1f} kbit/s, "
+                           f"above the {args.kbps:g} kbit/s asked")
+
     def info_one(self, src: str) -> None:
         _check_input(src, "info")
         text = describe_stream(self.stdin_bytes() if src == STDIO else src).rstrip("\n")
@@ -409,6 +451,9 @@ class _Run:
             raise UsageError("standard input (-) can be read only once")
         if args.verb in ("info", "verify"):
             return
+        if args.verb == "truncate" and args.output is None and args.outdir is None \
+                and len(args.inputs) == 2:
+            args.inputs, args.output = [args.inputs[0]], args.inputs[1]  # truncate IN OUT
         if args.output is None and args.outdir is None and len(args.inputs) == 2:
             first, second = args.inputs
             if (_is_output_name(args.verb, second) or second == STDIO) and \
@@ -441,8 +486,9 @@ class _Run:
         except HybridCodecError as exc:
             self.fail(None, exc)
             return self.exit_code
-        one = {"info": self.info_one, "verify": self.verify_one}.get(self.args.verb,
-                                                                    self.code_one)
+        one = {"info": self.info_one, "verify": self.verify_one,
+               "truncate": self.truncate_one}.get(
+                   self.args.verb, self.code_one)
         for src in self.args.inputs:
             try:
                 one(src)
@@ -477,6 +523,36 @@ def _jobs_arg(text: str) -> int:
     return value
 
 
+FILL_CHOICES = ("sample", "mean", "zero")  # hybridcodec.precision.FILL_MODES (no import)
+SEED_MAX = (1 << 64) - 1
+
+
+def _kbps_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive bit rate in kbit/s, got {text}")
+    return value
+
+
+def _seed_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be 0..2**64-1, got {value}")
+    return value
+
+
+def _tier_choices() -> list[str]:
+    from .tiers import TIERS
+
+    return list(TIERS)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as ``hybridcodec: ...`` lines (exit 2)."""
 
@@ -498,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="verb", metavar="{encode,decode,verify,info}",
+    sub = parser.add_subparsers(dest="verb",
+                                metavar="{encode,decode,verify,info,truncate}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -511,6 +588,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def ignore_errors_option(p: argparse.ArgumentParser, what: str) -> None:
         p.add_argument("--ignore-errors", action="store_true", help=what)
+
+    def tier_options(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+        group = p.add_mutually_exclusive_group(required=required)
+        group.add_argument("--tier", choices=_tier_choices(), metavar="NAME",
+                           help=f"{what} the layers of quality tier NAME "
+                           f"({', '.join(_tier_choices())})")
+        group.add_argument("--kbps", type=_kbps_arg, metavar="N",
+                           help=f"{what} as many layers as fit in N kbit/s (at least the "
+                           "first layer)")
+
+    def fill_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fill", choices=FILL_CHOICES, default=None,
+                       help="lower tiers: fill what dropped layers carried by sampling the "
+                       "priors (sample, the default), with their medians (mean), or leave "
+                       "absent bands silent (zero); lossless streams are exact either way")
+        p.add_argument("--seed", type=_seed_arg, metavar="N", default=None,
+                       help="random seed for --fill sample (default 0): the same seed "
+                       "decodes the same audio")
 
     def coding_verb(name: str, help_: str, default: str, out_suffix: str) -> argparse.ArgumentParser:
         extra = " [--ignore-errors]" if name == "decode" else ""
@@ -544,9 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no summary line, no progress")
         return p
 
-    coding_verb(
+    encode = coding_verb(
         "encode", "encode PCM audio (WAV, FLAC, AIFF) into .hyb streams", "IN with .hyb", ".hyb"
     )
+    tier_options(encode, "encode losslessly, then keep")
     decode = coding_verb(
         "decode",
         "decode .hyb streams to PCM (output format from the output's extension: "
@@ -559,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decode past damaged frames: write each as silence, report it on stderr, keep "
         "the output and exit with 6 (default: stop at the first problem, no output)",
     )
+    fill_options(decode)
     p = sub.add_parser(
         "verify",
         help="check .hyb streams completely (every CRC, every frame decoded, the MD5) "
@@ -575,6 +672,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="nothing on success")
     p = sub.add_parser("info", help="describe .hyb streams", description="describe .hyb streams")
     p.add_argument("inputs", nargs="+", metavar="FILE", help=".hyb file(s)")
+
+    p = sub.add_parser(
+        "truncate",
+        help="cut .hyb streams down to a lower quality tier, without re-encoding",
+        description="cut .hyb streams down to a lower quality tier (a prefix of their "
+        "layers) without re-encoding: the result is byte-identical to encoding at that "
+        "tier. A stream can only lose layers: asking for a higher tier than it holds is "
+        "an error (exit 2).",
+        usage="%(prog)s IN OUT | IN... [-o OUT | --outdir DIR] (--tier NAME | --kbps N) "
+        "[-f] [-q]",
+        epilog="With exactly two paths and neither -o nor --outdir, the second is the "
+        "output. Default output: beside the input, named IN.<tier>.hyb; with --outdir: "
+        "DIR/<input's name>.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help=".hyb file(s)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="OUT", help="output file (only with one input)")
+    where.add_argument("--outdir", metavar="DIR", help="directory for the outputs")
+    tier_options(p, "keep", required=True)
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
     return parser
 
 

@@ -1,0 +1,477 @@
+"""Quality tiers: truncation, lossy decoding, the ladder's shape, and their command line.
+
+Everything runs on short excerpts of real corpus files (a few seconds at most):
+
+* ``truncate`` gives the same bytes as encoding at that tier, for every tier (and a
+  bit-rate ceiling);
+* every tier decodes to the source's length, rate, channels and format, for every fill;
+  ``sample`` fill is reproducible with a seed and differs between seeds, ``mean`` and
+  ``zero`` are deterministic;
+* down the ladder the bit rate falls and the SNR with it; ``tiny`` fits the issue's
+  floor (<= 1/20 of PCM) and still decodes to full-band audio;
+* the layered lossless stream costs (almost) what single-layer coding of the same
+  residuals would: the chain-rule claim of DESIGN.md, measured;
+* the CLI verbs and options: ``encode --tier/--kbps``, ``truncate``, ``decode
+  --fill/--seed``: outputs, one-line errors, exit codes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import hybridcodec
+from hybridcodec import cli
+from hybridcodec import framecodec as fc
+from hybridcodec.container import read_stream_layout
+from hybridcodec.entropy import SymbolWriter, choose_classes, write_classes
+from hybridcodec.framecodec import layer_count
+from hybridcodec.model import load_model
+from hybridcodec.precision import FILL_MODES
+from hybridcodec.tiers import TIERS
+from hybridcodec.truncation import truncate_file
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+MUSIC = CORPUS / "music"
+MODEL, _ = load_model(None)
+ALL_LAYERS = layer_count(MODEL)
+LADDER = list(TIERS)  # best first
+
+pytestmark = pytest.mark.skipif(not MUSIC.is_dir(), reason=f"corpus not found at {CORPUS}")
+
+
+def excerpt(src: Path, dst: Path, seconds: float, start: float = 0.0) -> Path:
+    """``seconds`` of a corpus file from ``start`` on, as WAV (same bit depth)."""
+    info = sf.info(str(src))
+    data, rate = sf.read(str(src), start=int(start * info.samplerate),
+                         frames=int(seconds * info.samplerate), dtype="int32", always_2d=True)
+    assert np.any(data), f"{src.name}: silent excerpt"
+    sf.write(str(dst), data, rate, subtype=info.subtype, format="WAV")
+    return dst
+
+
+def highpass(x: np.ndarray, rate: int) -> np.ndarray:
+    """20 Hz zero-phase high-pass (as the ladder report measures: DC is no signal)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    return sosfiltfilt(butter(2, 20.0, btype="highpass", fs=rate, output="sos"), x, axis=0)
+
+
+def snr_db(ref: np.ndarray, deg: np.ndarray) -> float:
+    noise = float(np.sum((deg - ref) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(ref ** 2)) / noise)
+
+
+def read_float(path) -> tuple[np.ndarray, int]:
+    data, rate = sf.read(str(path), dtype="int32", always_2d=True)
+    return data.astype(np.float64) / 2.0 ** 31, rate
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiers")
+
+
+@pytest.fixture(scope="module")
+def stereo(work) -> Path:
+    """3 s of CD-quality stereo music (5 frames, the last one short)."""
+    return excerpt(MUSIC / "cellar-01.flac", work / "stereo.wav", 3.0)
+
+
+@pytest.fixture(scope="module")
+def lossless(work, stereo) -> Path:
+    out = work / "stereo.hyb"
+    hybridcodec.encode(stereo, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tier_streams(work, lossless) -> dict[str, Path]:
+    """The stereo excerpt truncated to every tier."""
+    out = {}
+    for tier in LADDER:
+        path = work / f"stereo.{tier}.hyb"
+        truncate_file(lossless, path, tier=tier)
+        out[tier] = path
+    return out
+
+
+# --------------------------------------------------------------------------- truncation
+
+
+@pytest.mark.parametrize("tier", LADDER)
+def test_truncate_equals_direct_encode(tier, work, stereo, tier_streams):
+    direct = work / f"direct.{tier}.hyb"
+    hybridcodec.encode(stereo, direct, tier=tier, overwrite=True)
+    assert direct.read_bytes() == tier_streams[tier].read_bytes()
+    h = read_stream_layout(direct).header
+    assert h.tier == tier
+    expected = ALL_LAYERS if TIERS[tier] is None else TIERS[tier]
+    assert h.num_layers == expected
+
+
+def test_truncate_kbps_equals_direct_encode(work, stereo, lossless):
+    direct, cut = work / "direct.96.hyb", work / "cut.96.hyb"
+    hybridcodec.encode(stereo, direct, kbps=96, overwrite=True)
+    report = truncate_file(lossless, cut, kbps=96, overwrite=True)
+    assert direct.read_bytes() == cut.read_bytes()
+    assert report.tier == "96kbps" and 1 <= report.layers < ALL_LAYERS
+    assert 8 * report.output_bytes / 3.0 / 1000 <= 96
+
+
+def test_truncating_a_truncated_stream_is_the_same_as_truncating_once(work, tier_streams):
+    again = work / "medium-to-tiny.hyb"
+    truncate_file(tier_streams["medium"], again, tier="tiny")
+    assert again.read_bytes() == tier_streams["tiny"].read_bytes()
+
+
+def test_truncating_up_is_an_error(work, tier_streams):
+    out = work / "up.hyb"
+    with pytest.raises(hybridcodec.HybridCodecError, match="can only drop layers") as info:
+        truncate_file(tier_streams["low"], out, tier="medium")
+    assert info.value.exit_code == 2
+    assert not out.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="truncation.tier_layers counts layer-table/CRC bytes "
+                   "twice (framing_bytes already holds them, for every layer), so --kbps "
+                   "can drop a tier that fits")
+def test_kbps_keeps_the_largest_prefix_that_fits(lossless, tier_streams, work):
+    """A ceiling equal to a tier's own rate keeps at least that tier's layers."""
+    seconds = 3.0
+    for tier in ("high", "medium", "low"):
+        size = tier_streams[tier].stat().st_size
+        kbps = 8 * size / seconds / 1000 * 1.001  # header label lengths differ by a byte or two
+        report = truncate_file(lossless, work / "fit.hyb", kbps=kbps, overwrite=True)
+        assert report.layers >= TIERS[tier], (tier, report.layers, TIERS[tier])
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+SHAPES = [  # (corpus file, seconds, start): stereo 16-bit, mono, 24-bit 96 kHz, 3 channels
+    ("cellar-01.flac", 1.0, 1.5),
+    ("cellar-60.flac", 1.0, 2.0),
+    ("cellar-29.flac", 0.5, 1.0),
+    ("cellar-38.flac", 0.7, 1.0),
+]
+
+
+@pytest.mark.parametrize("name,seconds,start", SHAPES, ids=[s[0] for s in SHAPES])
+def test_every_tier_decodes_to_the_source_format(name, seconds, start, tmp_path):
+    src = excerpt(MUSIC / name, tmp_path / "src.wav", seconds, start)
+    info = sf.info(str(src))
+    full = tmp_path / "full.hyb"
+    hybridcodec.encode(src, full)
+    ref = sf.read(str(src), dtype="int32", always_2d=True)[0]
+    for tier in LADDER:
+        cut = tmp_path / f"{tier}.hyb"
+        truncate_file(full, cut, tier=tier)
+        for fill in FILL_MODES:
+            out = tmp_path / f"{tier}.{fill}.wav"
+            report = hybridcodec.decode(cut, out, fill=fill)
+            got = sf.info(str(out))
+            assert (got.frames, got.samplerate, got.channels, got.subtype) == \
+                (info.frames, info.samplerate, info.channels, info.subtype), (tier, fill)
+            data = sf.read(str(out), dtype="int32", always_2d=True)[0]
+            if tier == "lossless":
+                assert np.array_equal(data, ref) and report.md5_ok is True
+            else:
+                assert report.md5_ok is None  # a lower tier cannot reproduce the MD5
+                assert not np.array_equal(data, ref)
+
+
+def test_fills_are_reproducible(work, tier_streams):
+    def decode(fill, seed=0):
+        out = work / f"fill.{fill}.{seed}.wav"
+        hybridcodec.decode(tier_streams["tiny"], out, fill=fill, seed=seed, overwrite=True)
+        return sf.read(str(out), dtype="int32")[0]
+
+    a, again, other = decode("sample", 0), decode("sample", 0), decode("sample", 1)
+    assert np.array_equal(a, again)
+    assert not np.array_equal(a, other)
+    # different seeds differ in the sampled detail, not in what the stream carries:
+    # the two decodes stay close in level
+    assert abs(np.std(a) - np.std(other)) < 0.05 * np.std(a)
+    for fill in ("mean", "zero"):
+        assert np.array_equal(decode(fill, 0), decode(fill, 0))
+        assert np.array_equal(decode(fill, 0), decode(fill, 7))  # the seed plays no part
+    assert not np.array_equal(decode("mean"), a)
+
+
+def test_lossless_ignores_fill_and_seed(work, tier_streams, stereo):
+    ref = sf.read(str(stereo), dtype="int32")[0]
+    for fill, seed in (("sample", 3), ("mean", 0), ("zero", 0)):
+        out = work / "exact.wav"
+        hybridcodec.decode(tier_streams["lossless"], out, fill=fill, seed=seed, overwrite=True)
+        assert np.array_equal(sf.read(str(out), dtype="int32")[0], ref)
+
+
+@pytest.fixture(scope="module")
+def ladder_numbers(work, stereo, tier_streams):
+    """(bytes, SNR dB) of every tier of the stereo excerpt, decoded with fill=sample."""
+    ref, rate = read_float(stereo)
+    ref = highpass(ref, rate)
+    out = {}
+    for tier, path in tier_streams.items():
+        wav = work / f"ladder.{tier}.wav"
+        hybridcodec.decode(path, wav, overwrite=True)
+        deg = highpass(read_float(wav)[0], rate)
+        out[tier] = (path.stat().st_size, snr_db(ref, deg))
+    return out
+
+
+def test_bitrate_and_snr_fall_down_the_ladder(ladder_numbers):
+    sizes = [ladder_numbers[t][0] for t in LADDER]
+    snrs = [ladder_numbers[t][1] for t in LADDER]
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
+    assert math.isinf(snrs[0])
+    assert all(a > b for a, b in zip(snrs, snrs[1:])), snrs
+    assert snrs[-1] > 3.0  # tiny is still the music, not noise
+
+
+def test_tiny_meets_the_floor_and_is_full_band(work, stereo, ladder_numbers, tier_streams):
+    """Issue floor: <= 1/20 of PCM on CD-quality music, decoded to full-band audio."""
+    info = sf.info(str(stereo))
+    pcm = info.frames * info.channels * 2
+    assert ladder_numbers["tiny"][0] <= pcm / 20
+    rate = info.samplerate
+
+    def top_octave_db(path):
+        x = sf.read(str(path), always_2d=True)[0].mean(axis=1)
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        freqs = np.fft.rfftfreq(x.size, 1 / rate)
+        return 10 * np.log10(spec[freqs >= rate / 4].sum() + 1e-30)
+
+    levels = {}
+    for fill in ("sample", "mean"):
+        out = work / f"band.{fill}.wav"
+        hybridcodec.decode(tier_streams["tiny"], out, fill=fill, overwrite=True)
+        levels[fill] = top_octave_db(out)
+    source = top_octave_db(stereo)
+    # tiny carries nothing above fs/16; sampled fill puts the top octave back at (or,
+    # with the default 5/3 model, somewhat above) the source's level; mean fill
+    # leaves it nearly empty
+    assert levels["sample"] > source - 6
+    assert levels["sample"] > levels["mean"] + 10
+
+
+# --------------------------------------------------------------------------- layering cost
+
+
+def _overhead(monkeypatch, path: Path) -> dict[str, float]:
+    """Bytes of one file coded layered (the real encoder) vs. single-layer.
+
+    ``ideal``: what a single-layer coder of the same model would pay: the per-block cost
+    (``ScaleTables.block_costs``) of the *open-loop* cascade residuals under classes
+    chosen for them, plus the side information (scale envelopes) as really coded.
+    ``single``: the real encoder's symbols (closed loop, chain-rule planes) all pushed
+    into one ANS stream instead of one per layer. ``layered``: the real payloads.
+    """
+    acc = {"open_bits": 0.0, "closed_bits": 0.0, "side": 0}
+    original = fc._closed_loop_band
+
+    def measured(lay, band, values, feats):
+        cascade, tables, block = lay.cascade(band), lay.model.tables, lay.block(band)
+        open_r = cascade.residuals(values, feats)
+        per = np.repeat(choose_classes(open_r, block, tables), block)[: values.size]
+        acc["open_bits"] += float(tables.block_costs(open_r, per).sum())
+        result = original(lay, band, values, feats)
+        _, classes, per_closed, r, _ = result
+        acc["closed_bits"] += float(tables.block_costs(r, per_closed).sum())
+        side = SymbolWriter()
+        write_classes(side, classes, tables)
+        acc["side"] += len(side.finish())
+        return result
+
+    monkeypatch.setattr(fc, "_closed_loop_band", measured)
+    pcm = sf.read(str(path), dtype="int32", always_2d=True)[0].astype(np.int64) >> 16
+    n = MODEL.config.frame_length
+    layered = single = frames = layer_entries = 0
+    for start in range(0, len(pcm), n):
+        layers = fc.encode_frame(MODEL, pcm[start:start + n])
+        layered += sum(len(p) for _, p in layers)
+        layer_entries += len(layers)
+        frames += 1
+    ideal = acc["open_bits"] / 8 + acc["side"]
+    closed = acc["closed_bits"] / 8 + acc["side"]
+    with monkeypatch.context() as m:  # one writer for every layer: a single-layer stream
+        for start in range(0, len(pcm), n):
+            shared = SymbolWriter()
+            m.setattr(fc, "SymbolWriter", lambda: shared)
+            single += len(fc.encode_frame(MODEL, pcm[start:start + n])[0][1])
+    return {"layered": layered, "single": single, "ideal": ideal, "closed": closed,
+            "frames": frames, "layer_entries": layer_entries}
+
+
+@pytest.mark.parametrize("name", ["cellar-02.flac", "cellar-05.flac"])
+def test_layered_lossless_costs_at_most_1_percent_over_single_layer(name, tmp_path,
+                                                                    monkeypatch):
+    """DESIGN.md: coarse + refinement layers together cost about one lossless layer.
+
+    What is compared: the payload bytes of the real layered encoder against the ideal
+    cost of coding the *open-loop* residuals in one layer (no anchor loop, no split into
+    bit-planes, no per-layer coder flush). That is the whole price of scalability within
+    the payloads: the closed loop (the encoder allows it 0.5 %), the chain-rule planes
+    (exact in theory, quantized probabilities in practice) and one ANS flush per layer
+    per frame. Measured on 3 s excerpts: about +0.15 %, of which the closed loop is
+    +0.06 %. The per-layer framing (9 bytes of layer table and CRC per layer and frame,
+    ~0.35 % here) is container cost and checked separately against the whole file.
+    """
+    src = excerpt(MUSIC / name, tmp_path / "src.wav", 3.0)
+    got = _overhead(monkeypatch, src)
+    layered, ideal = got["layered"], got["ideal"]
+    assert ideal > 0.9 * layered  # the two measure the same thing
+    assert layered <= 1.01 * ideal, got
+    assert got["closed"] <= 1.005 * (got["ideal"]) + 64, got  # the encoder's anchor tolerance
+    assert got["single"] <= layered  # layering never saves bytes
+    # Whole file: the lossless .hyb against that ideal plus a single-layer stream's
+    # container (one layer-table entry per frame).
+    hyb = tmp_path / "src.hyb"
+    hybridcodec.encode(src, hyb)
+    layout = read_stream_layout(hyb)
+    assert layout.payload_bytes == layered
+    single_layer_container = layout.overhead_bytes - 9 * (got["layer_entries"] - got["frames"])
+    assert layout.total_bytes <= 1.01 * (ideal + single_layer_container), \
+        (layout.total_bytes, ideal, single_layer_container)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, "expected an error message"
+    return lines[-1]
+
+
+def test_cli_encode_tier_and_kbps(work, stereo, tier_streams, capsys):
+    out = work / "cli.low.hyb"
+    code, text, err = run(["encode", stereo, out, "--tier", "low", "-f"], capsys)
+    assert code == 0, err
+    assert out.read_bytes() == tier_streams["low"].read_bytes()
+    code, text, err = run(["info", out], capsys)
+    assert "tier low" in text and f"{TIERS['low']} layers carried" in text
+    out = work / "cli.kbps.hyb"
+    code, _, err = run(["encode", stereo, "-o", out, "--kbps", "150", "-f", "-q"], capsys)
+    assert code == 0, err
+    assert read_stream_layout(out).header.tier == "150kbps"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tier", "bogus"], "invalid choice"),
+    (["--kbps", "0"], "must be a positive"),
+    (["--kbps", "-3"], "must be a positive"),
+    (["--kbps", "nan"], "must be a positive"),
+    (["--kbps", "inf"], "must be a positive"),
+    (["--kbps", "fast"], "not a number"),
+    (["--tier", "low", "--kbps", "64"], "not allowed with"),
+])
+def test_cli_encode_bad_tier_options_exit_2(argv, message, work, stereo, capsys):
+    out = work / "never.hyb"
+    code, _, err = run(["encode", stereo, "-o", out, *argv], capsys)
+    assert code == 2
+    assert last_error(err).startswith("hybridcodec: ") and message in last_error(err)
+    assert not out.exists()
+
+
+def test_cli_truncate(work, lossless, tier_streams, capsys):
+    out = work / "cli.tiny.hyb"
+    code, text, err = run(["truncate", lossless, out, "--tier", "tiny", "-f"], capsys)
+    assert code == 0, err
+    assert out.read_bytes() == tier_streams["tiny"].read_bytes()
+    assert "tier tiny" in text and "kbit/s" in text and len(text.splitlines()) == 1
+    # the output exists: refused without -f
+    code, _, err = run(["truncate", lossless, out, "--tier", "tiny"], capsys)
+    assert code == 2 and "exists" in last_error(err)
+    # -q: nothing printed
+    code, text, err = run(["truncate", lossless, "-o", out, "--tier", "low", "-f", "-q"],
+                          capsys)
+    assert code == 0 and text == "" and err == ""
+    assert out.read_bytes() == tier_streams["low"].read_bytes()
+
+
+def test_cli_truncate_default_names_and_outdir(work, lossless, capsys):
+    default = lossless.with_name(f"{lossless.stem}.medium.hyb")
+    code, _, err = run(["truncate", lossless, "--tier", "medium", "-q", "-f"], capsys)
+    assert code == 0, err
+    assert default.exists()
+    outdir = work / "cut"
+    code, _, err = run(["truncate", lossless, "--outdir", outdir, "--kbps", "64", "-q"],
+                       capsys)
+    assert code == 0, err
+    assert read_stream_layout(outdir / lossless.name).header.tier == "64kbps"
+
+
+def test_cli_truncate_errors(work, lossless, tier_streams, stereo, capsys):
+    out = work / "bad.hyb"
+    cases = [
+        (["truncate", tier_streams["low"], out, "--tier", "high"], 2, "can only drop layers"),
+        (["truncate", lossless, out], 2, "--tier --kbps is required"),
+        (["truncate", lossless, out, "--tier", "huge"], 2, "invalid choice"),
+        (["truncate", lossless, out, "--kbps", "0"], 2, "must be a positive"),
+        (["truncate", "-", out, "--tier", "low"], 2, "cannot be used"),
+        (["truncate", work / "missing.hyb", out, "--tier", "low"], 3, "no such file"),
+        (["truncate", stereo, out, "--tier", "low"], 4, "not a hybridcodec stream"),
+    ]
+    for argv, code_expected, message in cases:
+        code, _, err = run(argv, capsys)
+        assert code == code_expected, (argv, err)
+        assert message in last_error(err), (argv, err)
+        assert not out.exists()
+
+
+def test_cli_truncate_below_the_first_layer_warns(work, lossless, capsys):
+    out = work / "one.hyb"
+    code, _, err = run(["truncate", lossless, out, "--kbps", "1"], capsys)
+    assert code == 0
+    assert "warning" in err and "above the 1 kbit/s asked" in err
+    assert read_stream_layout(out).header.num_layers == 1
+
+
+def test_cli_decode_fill_and_seed(work, tier_streams, capsys):
+    expected = work / "lib.mean.wav"
+    hybridcodec.decode(tier_streams["tiny"], expected, fill="mean", overwrite=True)
+    out = work / "cli.mean.wav"
+    code, _, err = run(["decode", tier_streams["tiny"], out, "--fill", "mean", "-f"], capsys)
+    assert code == 0, err
+    assert np.array_equal(sf.read(str(out))[0], sf.read(str(expected))[0])
+    hybridcodec.decode(tier_streams["tiny"], expected, fill="sample", seed=5, overwrite=True)
+    code, _, err = run(["decode", tier_streams["tiny"], out, "--seed", "5", "-f"], capsys)
+    assert code == 0, err
+    assert np.array_equal(sf.read(str(out))[0], sf.read(str(expected))[0])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--fill", "noise"], "invalid choice"),
+    (["--seed", "-1"], "must be 0..2**64-1"),
+    (["--seed", "1.5"], "not an integer"),
+    (["--seed", str(1 << 64)], "must be 0..2**64-1"),
+])
+def test_cli_decode_bad_fill_options_exit_2(argv, message, work, tier_streams, capsys):
+    out = work / "never.wav"
+    code, _, err = run(["decode", tier_streams["tiny"], out, *argv], capsys)
+    assert code == 2 and message in last_error(err)
+    assert not out.exists()
+
+
+def test_cli_fill_choices_match_the_codec():
+    assert tuple(cli.FILL_CHOICES) == tuple(FILL_MODES)
+
+
+@pytest.mark.xfail(strict=True, reason="verify reports a valid lower-tier stream as damaged "
+                   "(exit 4): VerifyReport.ok needs md5_ok True, which a lossy tier "
+                   "never has")
+def test_cli_verify_accepts_a_lower_tier(tier_streams, capsys):
+    code, _, err = run(["verify", tier_streams["tiny"]], capsys)
+    assert code == 0, err
