@@ -10,15 +10,17 @@ sample it from its prior. See docs/format.md, "Layer payloads".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from . import channels as ch
-from .entropy import SymbolReader, SymbolWriter, choose_classes, read_classes, write_classes
+from .entropy import (ZERO_CLASS, SymbolReader, SymbolWriter, choose_classes, read_classes,
+                      write_classes)
 from .errors import CorruptStreamError, UsageError
 from .lifting import band_lengths
 from .model import HybridModel
-from .entropy import ZERO_CLASS
 from .precision import (FILL_MODES, PlaneTables, num_groups, read_band_groups, sample_band,
                         write_band_groups)
 from .tiers import layer_order
@@ -159,30 +161,52 @@ def _closed_loop_band(lay: _FrameLayout, band: int, values: np.ndarray, feats: n
     raise AssertionError("unreachable")
 
 
-def encode_frame(model: HybridModel, pcm: np.ndarray) -> list[tuple[int, bytes]]:
-    """Code one frame of int PCM (n, channels) into all its layers [(layer_id, payload)]."""
+@dataclass
+class BandCode:
+    """One band of one channel as the encoder codes it."""
+
+    residuals: np.ndarray  # closed-loop residuals (int64)
+    classes: np.ndarray  # scale class per block (the envelope)
+    per: np.ndarray  # scale class per coefficient
+    planes: int  # anchor planes
+
+
+def analyse_frame(model: HybridModel, pcm: np.ndarray
+                  ) -> tuple[int, list[int], list[list[BandCode]]]:
+    """(stereo mode, wasted bits per channel, per coded channel its bands coarse first):
+    everything :func:`encode_frame` codes, before entropy coding."""
     lay = _FrameLayout(model)
-    pcm = pcm.astype(np.int64)
-    mode, shifts, signals = _coded_signals(pcm)
-    writers = [SymbolWriter() for _ in lay.order]
-    writers[0].uniform(np.array([mode]), 2)
-    writers[0].uniform(np.array(shifts), SHIFT_BITS)
+    mode, shifts, signals = _coded_signals(pcm.astype(np.int64))
+    channels = []
     previous = None  # the previous channel's anchor bands, for cross-channel context
     for x in signals:
-        coded, anchors, coarse = [], [], None
+        bands, anchors, coarse = [], [], None
         for band, values in enumerate(_analyse(model, x, lay.levels)):
             ref = previous[band] if previous is not None else None
             feats = lay.features(band, coarse, values.size, ref)
             planes, classes, per, r, anchor = _closed_loop_band(lay, band, values, feats)
-            writers[0].uniform(np.array([planes]), PLANES_BITS)
-            write_classes(writers[0], classes, model.tables)
-            coded.append((r, per, planes))
+            bands.append(BandCode(r, classes, per, planes))
             anchors.append(anchor)
             coarse = lay.synthesise(band, coarse, anchor)
-        for band, (r, per, planes) in enumerate(coded):
-            group_writers = [writers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
-            write_band_groups(group_writers, r, per, lay.planes(planes))
+        channels.append(bands)
         previous = anchors if model.config.cross_channel else None
+    return mode, shifts, channels
+
+
+def encode_frame(model: HybridModel, pcm: np.ndarray) -> list[tuple[int, bytes]]:
+    """Code one frame of int PCM (n, channels) into its layers [(layer_id, payload)]."""
+    lay = _FrameLayout(model)
+    mode, shifts, channels = analyse_frame(model, pcm)
+    writers = [SymbolWriter() for _ in lay.order]
+    writers[0].uniform(np.array([mode]), 2)
+    writers[0].uniform(np.array(shifts), SHIFT_BITS)
+    for bands in channels:
+        for code in bands:
+            writers[0].uniform(np.array([code.planes]), PLANES_BITS)
+            write_classes(writers[0], code.classes, model.tables)
+        for band, code in enumerate(bands):
+            group_writers = [writers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
+            write_band_groups(group_writers, code.residuals, code.per, lay.planes(code.planes))
     # Empty layers are left out (silence costs almost nothing); layer 0 always stays.
     payloads = [(k, w.finish()) for k, w in enumerate(writers)]
     return [(k, p) for k, p in payloads if k == 0 or p]

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from hybridcodec.entropy import ZERO_CLASS, _delta_probabilities
-from hybridcodec.framecodec import (PLANES_BITS, SHIFT_BITS, _analyse, _closed_loop_band,
-                                    _coded_signals, _FrameLayout, encode_frame)
+from hybridcodec.framecodec import PLANES_BITS, SHIFT_BITS, analyse_frame, encode_frame
 from hybridcodec.model import HybridModel
 
 from .fit_priors import read_frames
@@ -54,31 +53,11 @@ def exported_copy(model: HybridModel) -> HybridModel:
 def band_residuals(model: HybridModel, pcm: np.ndarray
                    ) -> tuple[float, list[list[tuple[np.ndarray, np.ndarray, int]]]]:
     """(frame parameter bits, per coded channel [(residuals, classes, anchor planes)] for
-    the bands coarse, d_L .. d_1) exactly as the encoder codes them.
-
-    Mirrors the analysis loop of :func:`hybridcodec.framecodec.encode_frame` using the
-    same library helpers in the same order (closed-loop cascade against each band's
-    anchor, prior means from the anchor coarse signal); the agreement test in
-    tests/test_train.py fails if the two drift apart.
-    """
-    lay = _FrameLayout(model)
-    pcm = pcm.astype(np.int64)
-    _, _, signals = _coded_signals(pcm)
+    the bands coarse, d_L .. d_1) exactly as the encoder codes them
+    (:func:`hybridcodec.framecodec.analyse_frame`)."""
+    _, _, channels = analyse_frame(model, pcm)
     side = 2 + SHIFT_BITS * pcm.shape[1]
-    out = []
-    previous = None
-    for x in signals:
-        bands, anchors, coarse = [], [], None
-        for band, values in enumerate(_analyse(model, x, lay.levels)):
-            ref = previous[band] if previous is not None else None
-            feats = lay.features(band, coarse, values.size, ref)
-            planes, classes, _, r, anchor = _closed_loop_band(lay, band, values, feats)
-            bands.append((r, classes, planes))
-            anchors.append(anchor)
-            coarse = lay.synthesise(band, coarse, anchor)
-        out.append(bands)
-        previous = anchors if model.config.cross_channel else None
-    return side, out
+    return side, [[(b.residuals, b.classes, b.planes) for b in bands] for bands in channels]
 
 
 def band_bits(r: np.ndarray, classes: np.ndarray, block: int, model: HybridModel) -> float:
