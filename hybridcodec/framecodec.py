@@ -38,7 +38,8 @@ def _ints(t: torch.Tensor) -> np.ndarray:
     return t.numpy().astype(np.int64)
 
 
-def _coded_signals(pcm: np.ndarray) -> tuple[int, list[int], list[np.ndarray]]:
+def coded_signals(pcm: np.ndarray) -> tuple[int, list[int], list[np.ndarray]]:
+    """(stereo mode, wasted bits per channel, the signals the wavelet sees)."""
     nch = pcm.shape[1]
     shifts = [ch.wasted_bits(pcm[:, c]) for c in range(nch)]
     mode = ch.INDEPENDENT
@@ -176,7 +177,7 @@ def analyse_frame(model: HybridModel, pcm: np.ndarray
     """(stereo mode, wasted bits per channel, per coded channel its bands coarse first):
     everything :func:`encode_frame` codes, before entropy coding."""
     lay = _FrameLayout(model)
-    mode, shifts, signals = _coded_signals(pcm.astype(np.int64))
+    mode, shifts, signals = coded_signals(pcm.astype(np.int64))
     channels = []
     previous = None  # the previous channel's anchor bands, for cross-channel context
     for x in signals:

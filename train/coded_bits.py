@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from hybridcodec.entropy import ZERO_CLASS, _delta_probabilities
-from hybridcodec.framecodec import PLANES_BITS, SHIFT_BITS, analyse_frame, encode_frame
+from hybridcodec.framecodec import (PLANES_BITS, SHIFT_BITS, analyse_frame, coded_signals,
+                                    encode_frame)
 from hybridcodec.model import HybridModel
 
 from .fit_priors import read_frames
@@ -143,7 +144,7 @@ def evaluate(model: HybridModel, frames: list[np.ndarray],
         ev.estimate["flush"] = ev.estimate.get("flush", 0.0) + FLUSH_BITS * sum(map(bool, payloads))
         for band, bits in estimate_frame_bits(model, pcm).items():
             ev.estimate[band] = ev.estimate.get(band, 0.0) + bits
-        _, _, signals = _coded_signals(pcm.astype(np.int64))
+        _, _, signals = coded_signals(pcm.astype(np.int64))
         for x in signals:
             _count_bands(ev.counts, x.size, model.config.levels)
             if loss_model is not None:

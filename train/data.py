@@ -3,7 +3,7 @@
 Files are split at file level with :func:`train.fit_priors.is_validation` (a hash of
 the file name, so the split is the same on every machine and for the least-squares fit).
 Each training example is one *coded channel* of a random crop: the crop goes through
-the codec's own channel handling (:func:`hybridcodec.framecodec._coded_signals`: wasted
+the codec's own channel handling (:func:`hybridcodec.framecodec.coded_signals`: wasted
 low bits, stereo decorrelation), so the nets train on the signals they will code, for
 any channel count and sample rate. Augmentation keeps integers inside the file's bit
 depth: gain (applied above the wasted low bits, with the peak kept in range), polarity
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hybridcodec.audio_io import open_audio
 from hybridcodec.channels import wasted_bits
-from hybridcodec.framecodec import _coded_signals
+from hybridcodec.framecodec import coded_signals
 
 from .fit_priors import audio_files, is_validation
 
@@ -110,7 +110,7 @@ class RandomCrops(Dataset):
         pcm = clip.pcm[start: start + self.crop_length]
         if self.augment is not None:
             pcm = self.augment(pcm, clip.bits, rng)
-        _, _, signals = _coded_signals(pcm.astype(np.int64))
+        _, _, signals = coded_signals(pcm.astype(np.int64))
         return torch.from_numpy(signals[rng.integers(len(signals))].astype(np.float64))
 
 
@@ -125,7 +125,7 @@ class FixedCrops(Dataset):
                 continue
             k = min(crops_per_file, n // crop_length)
             for start in np.linspace(0, n - crop_length, k).astype(int):
-                _, _, signals = _coded_signals(
+                _, _, signals = coded_signals(
                     clip.pcm[start: start + crop_length].astype(np.int64))
                 self.items += [torch.from_numpy(s.astype(np.float64)) for s in signals]
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hybridcodec.audio_io import open_audio
-from hybridcodec.framecodec import _coded_signals
+from hybridcodec.framecodec import coded_signals
 from hybridcodec.model import HybridModel, ModelConfig, model_id_of
 
 
@@ -61,7 +61,7 @@ def fit_means(model: HybridModel, files: list[Path], max_frames: int = 8,
     rhs = [np.zeros(taps) for _ in range(cfg.levels)]
     for path in files:
         for pcm in read_frames(path, cfg.frame_length, max_frames):
-            _, _, signals = _coded_signals(pcm)
+            _, _, signals = coded_signals(pcm)
             for x in signals:
                 s = torch.from_numpy(x.astype(np.float64))
                 for level in range(cfg.levels):
