@@ -406,7 +406,8 @@ class _Run:
         seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
         what = (f"{report.num_samples} samples ({seconds:.2f} s), {report.num_frames} frames")
         if report.ok:
-            self.say(f"{name}: ok, {what}, MD5 ok")
+            check = "MD5 ok" if report.md5_ok else "lower tier, every frame decoded"
+            self.say(f"{name}: ok, {what}, {check}")
             return
         md5 = {True: "MD5 ok", False: "MD5 mismatch", None: "MD5 not checked"}[report.md5_ok]
         print(_message(src, f"damaged: {len(report.damaged)} of {report.num_frames} frames "

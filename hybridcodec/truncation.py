@@ -20,6 +20,7 @@ from .errors import InputFileError, UsageError
 from .tiers import TIERS, layers_for_tier
 
 GROUPS_KEY = "layer_groups"  # header extra: precision groups per band (model-defined)
+LAYER_FRAMING = 9  # per layer in a frame: table entry (id u8, length u32) + payload CRC
 
 
 @dataclass
@@ -48,11 +49,13 @@ def tier_layers(layout, tier: str | None, kbps: float | None) -> tuple[str, int]
         raise UsageError(f"bit rate must be positive, got {kbps}")
     seconds = max(h.num_samples / h.sample_rate, 1e-9)
     budget = kbps * 1000 * seconds / 8
-    # Bytes that every tier pays: header, frame headers, end chunk; then layers in order.
-    size = layout.header_bytes + layout.framing_bytes
+    # Bytes that every tier pays: header, frame headers, end chunk (framing_bytes less the
+    # 9-byte table entry + CRC of every carried layer); then each layer's payload + those.
+    carried = sum(layout.layer_frames.get(layer, 0) for layer in range(h.num_layers))
+    size = layout.header_bytes + layout.framing_bytes - LAYER_FRAMING * carried
     keep = 1
     for layer in range(h.num_layers):
-        size += layout.layer_bytes.get(layer, 0) + 9 * layout.layer_frames.get(layer, 0)
+        size += layout.layer_bytes.get(layer, 0) + LAYER_FRAMING * layout.layer_frames.get(layer, 0)
         if layer == 0 or size <= budget:
             keep = layer + 1
         else:

@@ -137,9 +137,6 @@ def test_truncating_up_is_an_error(work, tier_streams):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="truncation.tier_layers counts layer-table/CRC bytes "
-                   "twice (framing_bytes already holds them, for every layer), so --kbps "
-                   "can drop a tier that fits")
 def test_kbps_keeps_the_largest_prefix_that_fits(lossless, tier_streams, work):
     """A ceiling equal to a tier's own rate keeps at least that tier's layers."""
     seconds = 3.0
@@ -469,9 +466,6 @@ def test_cli_fill_choices_match_the_codec():
     assert tuple(cli.FILL_CHOICES) == tuple(FILL_MODES)
 
 
-@pytest.mark.xfail(strict=True, reason="verify reports a valid lower-tier stream as damaged "
-                   "(exit 4): VerifyReport.ok needs md5_ok True, which a lossy tier "
-                   "never has")
 def test_cli_verify_accepts_a_lower_tier(tier_streams, capsys):
     code, _, err = run(["verify", tier_streams["tiny"]], capsys)
     assert code == 0, err
