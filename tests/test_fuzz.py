@@ -33,6 +33,7 @@ import zlib
 
 import numpy as np
 import pytest
+from nonseekable import NoSeek
 import soundfile as sf
 
 from hybridcodec import codec
@@ -45,19 +46,6 @@ FRAME = 512
 CASE_SECONDS = 10.0  # per case (both decodes); typical is ~0.05 s
 WATCHDOG_SECONDS = 120  # a case this slow is a hang: faulthandler ends the run
 MAX_ALLOC = 32 << 20  # bytes, for the huge-length cases
-
-
-class NoSeek(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._b = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, m) -> int:
-        d = self._b.read(len(m))
-        m[: len(d)] = d
-        return len(d)
 
 
 def crc(data: bytes) -> bytes:
