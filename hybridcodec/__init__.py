@@ -14,7 +14,7 @@ from __future__ import annotations
 from .errors import HybridCodecError
 
 __all__ = ["encode", "decode", "describe_stream", "CodingReport", "HybridCodecError"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {"encode": "encode_file", "decode": "decode_file",
          "describe_stream": "describe_stream", "CodingReport": "CodingReport"}

@@ -47,7 +47,17 @@ FORWARD, INVERSE, CLOSED = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor):
+def _nlms_step(err, mu, total):
+    """(c, shift): an NLMS update adds ``(c * x + 2**(shift-1)) >> shift`` to a weight of
+    input x, i.e. about ``mu * 2**-8 * err * x / total`` in Q15, in integers only."""
+    bits = _bit_length(total)
+    norm = total >> (bits - 16) if bits > 16 else total << (16 - bits)
+    return (err * mu << 12) // norm, bits - 11
+
+
+@njit(cache=True, nogil=True)
+def _run(values, features, kinds, orders, mus, feature_mu, mode, shifts, halfwidths,
+         anchor):
     n = values.shape[0]
     nf = features.shape[1]
     S = kinds.shape[0]
@@ -130,15 +140,17 @@ def _run(values, features, kinds, orders, mus, mode, shifts, halfwidths, anchor)
             err = _clamp(inputs[j] - preds[j], CLAMP)
             if err != 0:
                 if kinds[j] == NLMS:
-                    total = (1 << 11) + energy[j] + (feat_energy if j == 0 else 0)
-                    bits = _bit_length(total)
-                    norm = total >> (bits - 16) if bits > 16 else total << (16 - bits)
-                    c = (err * mus[j] << 12) // norm
-                    shift = bits - 11
+                    shared = j == 0 and feature_mu == 0
+                    total = (1 << 11) + energy[j] + (feat_energy if shared else 0)
+                    c, shift = _nlms_step(err, mus[j], total)
                     half = 1 << (shift - 1)
                     if j == 0:
+                        fc, fshift, fhalf = c, shift, half
+                        if not shared:
+                            fc, fshift = _nlms_step(err, feature_mu, (1 << 11) + feat_energy)
+                            fhalf = 1 << (fshift - 1)
                         for f in range(nf):
-                            wf[f] = _clamp(wf[f] + ((c * feat[f] + half) >> shift), W_CLAMP)
+                            wf[f] = _clamp(wf[f] + ((fc * feat[f] + fhalf) >> fshift), W_CLAMP)
                     for k in range(order):
                         w[j, k] = _clamp(w[j, k] + ((c * ring[j, p + k] + half) >> shift),
                                          W_CLAMP)
@@ -174,12 +186,22 @@ class Cascade:
     of 2**-15. ``features`` (n, F) are side inputs of stage 0 for the current sample:
     column 0 is the parallel prior's mean, which is subtracted first and also fed in
     (weight starting at zero, so the filter learns how far to trust it in this file);
-    further columns (e.g. the other channel's coefficients) are only fed in.
+    further columns (the other channel's coefficients, the coarser band around this
+    coefficient) are only fed in.
+
+    ``feature_mu`` > 0 gives an NLMS stage 0's feature weights their own step and their own
+    normalisation (by the features' energy alone). The coarse-band features are far louder
+    than the band's own past; under one shared normalisation they would starve the
+    in-band taps of adaptation. ``feature_mu`` = 0 is the shared normalisation of model
+    format version 1.
     """
 
-    def __init__(self, stages: list[tuple[int, int, int]]) -> None:
+    def __init__(self, stages: list[tuple[int, int, int]], feature_mu: int = 0) -> None:
         if not stages:
             raise ValueError("a cascade needs at least one stage")
+        if feature_mu < 0:
+            raise ValueError("feature_mu must be >= 0")
+        self.feature_mu = int(feature_mu)
         self.stages = [tuple(int(v) for v in s) for s in stages]
         self._kinds = np.array([s[0] for s in self.stages], np.int64)
         self._orders = np.array([s[1] for s in self.stages], np.int64)
@@ -190,7 +212,7 @@ class Cascade:
         none = np.zeros(n, np.int64)
         try:
             return _run(np.ascontiguousarray(values, np.int64), _as_matrix(features),
-                        self._kinds, self._orders, self._mus, mode,
+                        self._kinds, self._orders, self._mus, self.feature_mu, mode,
                         none if shifts is None else np.ascontiguousarray(shifts, np.int64),
                         none if halfwidths is None else np.ascontiguousarray(halfwidths, np.int64),
                         anchor)

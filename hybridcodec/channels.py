@@ -1,5 +1,9 @@
 """Per-frame channel handling: wasted low bits and integer stereo decorrelation.
 
+Wasted bits are found per frame and channel and, inside a frame, per block of a coded
+signal (:func:`block_wasted_bits`): some sources change their resolution every few
+hundred samples (block floating point), and a frame-wide count misses that.
+
 Stereo modes follow FLAC: left/right, left/side, right/side, mid/side, chosen per frame
 by a cheap cost estimate. Side = L - R and mid = floor((L + R) / 2) form an integer
 lifting pair, so the inverse is exact.
@@ -19,6 +23,29 @@ def wasted_bits(x: np.ndarray) -> int:
     if bits == 0:
         return 0
     return (bits & -bits).bit_length() - 1
+
+
+def block_wasted_bits(x: np.ndarray, block: int) -> np.ndarray:
+    """Wasted low bits of every block of ``block`` samples of ``x`` (0 for an all-zero
+    block); the last block may be short."""
+    n = x.size
+    if n == 0:
+        return np.zeros(0, np.int64)
+    nb = -(-n // block)
+    padded = np.zeros(nb * block, np.int64)
+    padded[:n] = x
+    bits = np.bitwise_or.reduce(padded.reshape(nb, block), axis=1)
+    low = bits & -bits  # lowest set bit (0 for an all-zero block)
+    out = np.zeros(nb, np.int64)
+    nz = low != 0
+    out[nz] = np.log2(low[nz].astype(np.float64)).astype(np.int64)
+    return out
+
+
+def shift_blocks(x: np.ndarray, shifts: np.ndarray, block: int, up: bool) -> np.ndarray:
+    """``x`` with block i shifted right (``up`` false) or left by ``shifts[i]`` bits."""
+    per = np.repeat(np.asarray(shifts, np.int64), block)[: x.size]
+    return x << per if up else x >> per
 
 
 def _cost(x: np.ndarray) -> float:

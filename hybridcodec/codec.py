@@ -27,7 +27,7 @@ from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamR
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
                      ModelMismatchError, UsageError)
 from .framecodec import decode_frame, encode_frame, layer_count
-from .model import load_model
+from .model import bundled_model_path, load_model
 from .tiers import layer_name, layer_order
 from .truncation import GROUPS_KEY, truncate_file
 
@@ -376,6 +376,11 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
     stream = StreamReader(fp, recover=ignore_errors)
     header = stream.header
     net, model_id = load_model(model)
+    if model is None and header.model_id != model_id:
+        earlier = bundled_model_path(header.model_id)  # written by an earlier release
+        if earlier is not None:
+            model = earlier
+            net, model_id = load_model(model)
     check_model(header, model_id, model, name)
     if header.levels != net.config.levels or header.frame_length != net.config.frame_length \
             or header.num_layers > layer_count(net):

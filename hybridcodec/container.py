@@ -1,4 +1,4 @@
-"""The ``.hyb`` bitstream container, format version 1 (normative spec: ``docs/format.md``).
+"""The ``.hyb`` bitstream container, format version 2 (normative spec: ``docs/format.md``).
 
 A stream is a header chunk, one frame chunk per frame, and an end chunk, all
 little-endian and each protected by a CRC-32 (``zlib.crc32``)::
@@ -29,7 +29,7 @@ import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Iterator
 
 from .errors import CorruptStreamError, TruncatedStreamError, UnsupportedVersionError
@@ -53,10 +53,10 @@ __all__ = [
 # --------------------------------------------------------------------------- constants
 
 MAGIC = b"HYBC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Versions this build decodes. A format change bumps FORMAT_VERSION and adds it here;
 #: older versions stay in the set for as long as their readers are kept.
-SUPPORTED_VERSIONS = frozenset({1})
+SUPPORTED_VERSIONS = frozenset({1, 2})
 
 FRAME_SYNC = b"HF"
 END_SYNC = b"HE"
@@ -134,8 +134,12 @@ class StreamHeader:
     tier: str = "lossless"
     #: JSON keys this version does not know; kept and written back unchanged.
     extra: dict = field(default_factory=dict)
-    #: The header's flags byte. No bit is defined in version 1; readers keep it.
+    #: The header's flags byte. No bit is defined in versions 1-2; readers keep it.
     flags: int = 0
+    #: The format version the stream was written in. The container layout of versions
+    #: 1 and 2 is the same (they differ in layer payloads, which the model's config
+    #: selects), so a rewriting tool keeps the version it read.
+    version: int = FORMAT_VERSION
 
     @property
     def num_frames(self) -> int:
@@ -245,9 +249,10 @@ def _check_str(name: str, value: Any) -> str | None:
 
 
 def _header_problem(header: StreamHeader) -> str | None:
-    """The first thing wrong with ``header``, or None if it is a valid version-1 header."""
+    """The first thing wrong with ``header``, or None if it is a valid header."""
     problem = (
-        _check_int("sample_rate", header.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        _check_int("version", header.version, min(SUPPORTED_VERSIONS), FORMAT_VERSION)
+        or _check_int("sample_rate", header.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
         or _check_int("channels", header.channels, MIN_CHANNELS, MAX_CHANNELS)
         or _check_int(
             "bits_per_sample",
@@ -317,7 +322,7 @@ def write_header(fp: BinaryIO, header: StreamHeader) -> None:
     if problem:
         raise ValueError(f"invalid stream header: {problem}")
     body = _header_json(header)
-    head = _HEADER_FIXED.pack(MAGIC, FORMAT_VERSION, int(header.flags), len(body))
+    head = _HEADER_FIXED.pack(MAGIC, int(header.version), int(header.flags), len(body))
     fp.write(head + body + _CRC.pack(_crc32(head, body)))
 
 
@@ -620,7 +625,7 @@ def _read_header(src: _Source) -> StreamHeader:
         raise CorruptStreamError(
             f"corrupt stream: header CRC mismatch (stored {stored:08x}, computed {computed:08x})"
         )
-    return _parse_header_json(body, flags)
+    return replace(_parse_header_json(body, flags), version=version)
 
 
 class StreamReader:

@@ -68,6 +68,22 @@ def cross_channel_features(mean: np.ndarray, reference: np.ndarray | None) -> np
     return np.stack([mean, ref[:-2], ref[1:-1], ref[2:]], axis=1)
 
 
+def coarse_features(coarse: np.ndarray, size: int, taps: int) -> np.ndarray:
+    """(size, taps): the coarser band s_l, high-passed, around each detail coefficient.
+
+    Detail coefficient i lies between s_l[i] and s_l[i+1]; its window is s_l[i - taps/2 + 1
+    .. i + taps/2] (edges replicated). The second difference removes the loud low
+    frequencies, which carry little about the detail band but would dominate the
+    features' energy (their NLMS normalisation).
+    """
+    s = np.pad(coarse.astype(np.int64), 1, mode="edge")
+    hp = 2 * s[1:-1] - s[:-2] - s[2:]
+    left = taps // 2 - 1
+    right = size + taps - 1 - left - hp.size
+    padded = np.pad(hp, (left, max(right, 0)), mode="edge")[: size + taps - 1]
+    return np.lib.stride_tricks.sliding_window_view(padded, taps)[:size]
+
+
 class _FrameLayout:
     """Per-model facts shared by encoder and decoder: block lengths, layer ids."""
 
@@ -101,7 +117,12 @@ class _FrameLayout:
         if band == 0:
             return cross_channel_features(np.zeros(size, np.int64), reference)
         mu = prior_mean(self.model, self.level_index(band), anchor_coarse, size)
-        return cross_channel_features(mu, reference)
+        feats = cross_channel_features(mu, reference)
+        taps = self.model.config.coarse_taps
+        if taps and size and anchor_coarse.numel():
+            feats = np.concatenate([feats, coarse_features(_ints(anchor_coarse), size, taps)],
+                                   axis=1)
+        return feats
 
     def synthesise(self, band: int, coarse, values: np.ndarray):
         if band == 0:
@@ -172,12 +193,32 @@ class BandCode:
     planes: int  # anchor planes
 
 
-def analyse_frame(model: HybridModel, pcm: np.ndarray
-                  ) -> tuple[int, list[int], list[list[BandCode]]]:
-    """(stereo mode, wasted bits per channel, per coded channel its bands coarse first):
-    everything :func:`encode_frame` codes, before entropy coding."""
+@dataclass
+class FrameCode:
+    """Everything :func:`encode_frame` codes for one frame, before entropy coding."""
+
+    mode: int  # stereo mode
+    shifts: list[int]  # wasted bits per channel (whole frame)
+    block_shifts: list[np.ndarray]  # per coded channel: wasted bits per shift block
+    channels: list[list[BandCode]]  # per coded channel its bands, coarse first
+
+    def side_bits(self) -> int:
+        """Bits of the frame parameters (stereo mode, wasted bits)."""
+        bits = 2 + SHIFT_BITS * len(self.shifts)
+        for s in self.block_shifts:
+            bits += 1 + (SHIFT_BITS * s.size if s.any() else 0)
+        return bits
+
+
+def analyse_frame(model: HybridModel, pcm: np.ndarray) -> FrameCode:
+    """Analyse one frame of int PCM (n, channels) exactly as :func:`encode_frame` codes it."""
     lay = _FrameLayout(model)
     mode, shifts, signals = coded_signals(pcm.astype(np.int64))
+    block = model.config.shift_block
+    block_shifts = []
+    if block:
+        block_shifts = [ch.block_wasted_bits(x, block) for x in signals]
+        signals = [ch.shift_blocks(x, s, block, up=False) for x, s in zip(signals, block_shifts)]
     channels = []
     previous = None  # the previous channel's anchor bands, for cross-channel context
     for x in signals:
@@ -191,23 +232,28 @@ def analyse_frame(model: HybridModel, pcm: np.ndarray
             coarse = lay.synthesise(band, coarse, anchor)
         channels.append(bands)
         previous = anchors if model.config.cross_channel else None
-    return mode, shifts, channels
+    return FrameCode(mode, shifts, block_shifts, channels)
 
 
 def encode_frame(model: HybridModel, pcm: np.ndarray) -> list[tuple[int, bytes]]:
     """Code one frame of int PCM (n, channels) into its layers [(layer_id, payload)]."""
     lay = _FrameLayout(model)
-    mode, shifts, channels = analyse_frame(model, pcm)
+    code = analyse_frame(model, pcm)
     writers = [SymbolWriter() for _ in lay.order]
-    writers[0].uniform(np.array([mode]), 2)
-    writers[0].uniform(np.array(shifts), SHIFT_BITS)
-    for bands in channels:
-        for code in bands:
-            writers[0].uniform(np.array([code.planes]), PLANES_BITS)
-            write_classes(writers[0], code.classes, model.tables)
-        for band, code in enumerate(bands):
+    writers[0].uniform(np.array([code.mode]), 2)
+    writers[0].uniform(np.array(code.shifts), SHIFT_BITS)
+    for s in code.block_shifts:  # a flag, then the blocks' counts if any is nonzero
+        writers[0].uniform(np.array([int(s.any())]), 1)
+        if s.any():
+            writers[0].uniform(s, SHIFT_BITS)
+    for bands in code.channels:
+        for band_code in bands:
+            writers[0].uniform(np.array([band_code.planes]), PLANES_BITS)
+            write_classes(writers[0], band_code.classes, model.tables)
+        for band, band_code in enumerate(bands):
             group_writers = [writers[lay.layer_of[(band, g)]] for g in range(lay.groups)]
-            write_band_groups(group_writers, code.residuals, code.per, lay.planes(code.planes))
+            write_band_groups(group_writers, band_code.residuals, band_code.per,
+                              lay.planes(band_code.planes))
     # Empty layers are left out (silence costs almost nothing); layer 0 always stays.
     payloads = [(k, w.finish()) for k, w in enumerate(writers)]
     return [(k, p) for k, p in payloads if k == 0 or p]
@@ -241,7 +287,15 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
     r0 = readers[0]
     mode = int(r0.uniform(1, 2)[0])
     shifts = r0.uniform(nch, SHIFT_BITS)
-    if shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
+    block = model.config.shift_block
+    block_shifts = []
+    if block:
+        for _ in range(nch):
+            flagged = r0.uniform(1, 1)[0]
+            block_shifts.append(r0.uniform(-(-n // block), SHIFT_BITS) if flagged
+                                else np.zeros(-(-n // block), np.int64))
+    if max((s.max(initial=0) for s in [shifts, *block_shifts])) > 24 or \
+            (mode != ch.INDEPENDENT and nch != 2):
         raise CorruptStreamError(f"{where}: impossible frame parameters")
     n_coarse, n_details = band_lengths(n, L)
     sizes = [n_coarse] + [n_details[lay.level_index(b)] for b in range(1, L + 1)]
@@ -281,6 +335,8 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
     for rd in readers:
         if rd is not None:
             rd.finish()
+    if block:
+        signals = [ch.shift_blocks(x, s, block, up=True) for x, s in zip(signals, block_shifts)]
     if nch == 2:
         signals = list(ch.correlate(signals[0], signals[1], mode))
     if nch == 0:

@@ -28,7 +28,10 @@ from .intconv import IntConvNet
 from .lifting import LiftingWavelet
 
 MODEL_MAGIC = "hybridcodec-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+# Config keys that format version 2 added, with the values that reproduce version 1's
+# coding: a version 1 file lacks them and must keep decoding the streams it wrote.
+_VERSION_1_DEFAULTS = {"coarse_taps": 0, "feature_mu": 0, "shift_block": 0}
 DEFAULT_MODEL_NAME = "default.hcm"
 
 
@@ -37,7 +40,10 @@ class ModelConfig:
     """Architecture and coding hyper-parameters (everything a model file must pin down)."""
 
     levels: int = 4
-    frame_length: int = 1 << 15
+    # Long frames: the adaptive cascade starts from zero in every frame, and restarting
+    # every 0.74 s (2**15 at 44.1 kHz) cost 0.5 % over 2**17 (3 s; Monkey's Audio's
+    # frames are longer still). A frame stays independently decodable.
+    frame_length: int = 1 << 17
     lift_taps: int = 8
     lift_hidden: int = 0
     mean_taps: int = 16
@@ -46,8 +52,16 @@ class ModelConfig:
     min_block: int = 32
     detail_cascade: list = field(
         default_factory=lambda: [[NLMS, 64, 26], [NLMS, 16, 26], [SIGN_LMS, 16, 8]])
-    coarse_cascade: list = field(default_factory=lambda: [[NLMS, 32, 26], [SIGN_LMS, 16, 8]])
+    coarse_cascade: list = field(
+        default_factory=lambda: [[NLMS, 32, 26], [NLMS, 16, 26], [SIGN_LMS, 16, 8]])
     cross_channel: bool = True  # later channels' cascades see the previous channel's band
+    # A detail band's cascade also sees this many coefficients of the coarser band around
+    # each coefficient (high-passed), with adaptive weights: the per-file part of p(d | s).
+    coarse_taps: int = 6
+    feature_mu: int = 12  # NLMS step of those side features (see Cascade); 0 = shared
+    # Wasted low bits are also found per block of this many samples of a coded signal
+    # (block floating-point sources); 0: per frame only.
+    shift_block: int = 512
     anchor_planes: int = 2  # precision layers: anchor bins of 2**P table symbols
     tables: dict = field(default_factory=lambda: asdict(TableSpec()))
     description: str = "untrained: LeGall 5/3 lifting, zero prior means"
@@ -88,8 +102,8 @@ class HybridModel(nn.Module):
         if self._coding_state is None:
             self._coding_state = (ScaleTables(self.table_arrays,
                                               TableSpec(**_tuple_fields(self.config.tables))),
-                                  Cascade(self.config.detail_cascade),
-                                  Cascade(self.config.coarse_cascade))
+                                  Cascade(self.config.detail_cascade, self.config.feature_mu),
+                                  Cascade(self.config.coarse_cascade, self.config.feature_mu))
         return self._coding_state
 
     # -- export / import -----------------------------------------------------------
@@ -133,11 +147,15 @@ class HybridModel(nn.Module):
             raise ModelError(f"{name}: not a hybridcodec model file ({type(exc).__name__})") from None
         if not isinstance(meta, dict) or meta.get("magic") != MODEL_MAGIC:
             raise ModelError(f"{name}: not a hybridcodec model file")
-        if meta.get("version") != MODEL_FORMAT_VERSION:
-            raise ModelError(f"{name}: model format version {meta.get('version')} is not "
-                             f"supported (this build reads version {MODEL_FORMAT_VERSION})")
+        version = meta.get("version")
+        if version not in (1, MODEL_FORMAT_VERSION):
+            raise ModelError(f"{name}: model format version {version} is not supported "
+                             f"(this build reads versions 1 to {MODEL_FORMAT_VERSION})")
         try:
-            model = cls(ModelConfig(**meta["config"]))
+            config = dict(meta["config"])
+            if version == 1:
+                config = {**_VERSION_1_DEFAULTS, **config}
+            model = cls(ModelConfig(**config))
             model.load_integer_state(arrays)
         except ModelError:
             raise
@@ -166,8 +184,14 @@ def _tuple_fields(d: dict) -> dict:
 
 
 def model_id_of(model: HybridModel) -> str:
-    """16 hex chars of SHA-256 over the config and every integer the coder uses."""
-    h = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    """16 hex chars of SHA-256 over the config and every integer the coder uses.
+
+    A key added after format version 1 is left out while it holds its version 1 value:
+    it then changes nothing, and an earlier model keeps the id its streams carry.
+    """
+    config = {k: v for k, v in asdict(model.config).items()
+              if k not in _VERSION_1_DEFAULTS or v != _VERSION_1_DEFAULTS[k]}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key, arr in sorted(model.integer_state().items()):
         h.update(key.encode())
         h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
@@ -175,6 +199,19 @@ def model_id_of(model: HybridModel) -> str:
 
 
 _cache: dict[str, tuple[HybridModel, str]] = {}
+
+
+def bundled_model_path(model_id: str) -> str | None:
+    """Path of an earlier default model that ships with the package, by its model id.
+
+    Every default model this package has embedded stays in ``hybridcodec/models`` as
+    ``<model id>.hcm``, so streams written by an earlier release still decode without
+    ``--model``.
+    """
+    if len(model_id) != 16 or any(c not in "0123456789abcdef" for c in model_id):
+        return None
+    path = resources.files("hybridcodec.models").joinpath(f"{model_id}.hcm")
+    return os.fspath(path) if path.is_file() else None
 
 
 def load_model(path: str | os.PathLike | None = None) -> tuple[HybridModel, str]:

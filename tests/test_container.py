@@ -27,6 +27,7 @@ from hybridcodec.container import (
     StreamFooter,
     StreamHeader,
     StreamReader,
+    SUPPORTED_VERSIONS,
     read_stream_layout,
     write_footer,
     write_frame,
@@ -79,7 +80,8 @@ def with_crc(data: bytes) -> bytes:
     return data + struct.pack("<I", zlib.crc32(data))
 
 
-def raw_header(obj=None, *, body: bytes | None = None, version: int = 1, flags: int = 0) -> bytes:
+def raw_header(obj=None, *, body: bytes | None = None, version: int = FORMAT_VERSION,
+               flags: int = 0) -> bytes:
     if body is None:
         obj = obj if obj is not None else header_dict()
         body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
@@ -229,7 +231,7 @@ def test_writer_matches_the_spec_byte_for_byte():
     expected += raw_frame(0, 4, FRAMES[0].layers) + raw_frame(1, 4, FRAMES[1].layers)
     expected += raw_frame(2, 2, FRAMES[2].layers) + raw_end(3, 10)
     assert STREAM == expected
-    assert STREAM[:8] == b"HYBC\x01\x00" + struct.pack("<H", len(expected_json))
+    assert STREAM[:8] == b"HYBC\x02\x00" + struct.pack("<H", len(expected_json))
 
 
 def test_header_json_is_ascii_and_roundtrips_any_string():
@@ -309,7 +311,7 @@ def test_wrong_magic(data):
     assert str(read_error(data)) == "not a hybridcodec stream (bad magic)"
 
 
-@pytest.mark.parametrize("version", [2, 7, 255])
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 7, 255])
 def test_future_version_is_refused_by_name(version):
     data = raw_header(version=version) + b"whatever a future layout holds"
     error = read_error(data)
@@ -653,3 +655,15 @@ def test_fuzz_frame_fields_with_valid_crcs(frames, end_frames, end_samples):
         ids = [lid for lid, _ in frame.layers]
         assert ids[0] == 0 and ids == sorted(set(ids)) and ids[-1] < 3
     assert footer == StreamFooter(3, 10, MD5)
+
+
+@pytest.mark.parametrize("version", sorted(SUPPORTED_VERSIONS))
+def test_every_supported_version_is_read_and_kept(version):
+    """Versions 1 and 2 share the container layout; a rewriting tool keeps the version."""
+    data = raw_header(version=version) + raw_frame(0, 4, FRAMES[0].layers) + \
+        raw_frame(1, 4, FRAMES[1].layers) + raw_frame(2, 2, FRAMES[2].layers) + raw_end(3, 10)
+    reader = StreamReader(io.BytesIO(data))
+    assert reader.header.version == version
+    out = io.BytesIO()
+    write_header(out, reader.header)
+    assert out.getvalue()[4] == version

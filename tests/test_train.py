@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:  # train/ is a top-level folder of the repository,
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import hybridcodec  # noqa: E402
-from hybridcodec.model import ModelConfig, load_model  # noqa: E402
+from hybridcodec.model import HybridModel, ModelConfig, load_model  # noqa: E402
 from train.coded_bits import evaluate, file_frames  # noqa: E402
 from train.data import Augment, apply_gain  # noqa: E402
 from train.export import main as export_main  # noqa: E402
@@ -206,3 +206,43 @@ def test_estimated_and_actual_coded_bits_agree(which, tiny_run, corpus_dir):
     m = ev.metrics()
     # The training loss ignores the adaptive cascade: an estimate, not the coded size.
     assert np.isfinite(m["loss_bps"])
+
+
+# ----------------------------------------------------------------------- entry points
+
+def test_console_script_is_declared_and_runs():
+    from importlib.metadata import entry_points
+    (script,) = entry_points(group="console_scripts", name="hybridcodec-train")
+    assert script.value == "train.__main__:main"
+    run = subprocess.run([sys.executable, "-c", "import sys; from train.__main__ import main; "
+                          "sys.argv = ['hybridcodec-train', '--cfg', 'job', 'model.levels=3']; main()"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert "levels: 3" in run.stdout
+
+
+# ----------------------------------------------------------------------- lifting search
+
+def test_symmetric_lifting_keeps_dc_gain():
+    from train.fit_priors import set_symmetric_lifting
+    model = HybridModel(ModelConfig(levels=2))
+    set_symmetric_lifting(model, 1, [-0.0625, 0.01], [-0.03, 0.0, 0.002])
+    p = model.wavelet.predict[1].linear.detach().numpy().ravel()
+    u = model.wavelet.update[1].linear.detach().numpy().ravel()
+    assert p.sum() == pytest.approx(1.0) and u.sum() == pytest.approx(0.5)
+    assert np.allclose(p, p[::-1]) and np.allclose(u, u[::-1])
+    assert p[3] == pytest.approx(0.5 + 0.0625 - 0.01) and p[2] == pytest.approx(-0.0625)
+    # Level 0 untouched: still LeGall 5/3.
+    assert model.wavelet.predict[0].linear.detach().numpy().ravel()[3:5].tolist() == [0.5, 0.5]
+
+
+def test_lifting_search_lowers_the_coded_cost(corpus_dir):
+    from train.fit_priors import coded_cost, middle_excerpt, search_lifting
+    files = [corpus_dir / "music" / "cellar-21.flac"]
+    model = HybridModel(ModelConfig(levels=2, frame_length=8192))
+    frames = [middle_excerpt(files[0], 8192)]
+    legall = coded_cost(HybridModel.from_bytes(model.to_bytes()), frames)
+    gain = search_lifting(model, files, excerpt=8192, steps=(8 / 256,), log=lambda _: None)
+    assert gain <= 1.0
+    searched = coded_cost(HybridModel.from_bytes(model.to_bytes()), frames)
+    assert searched < legall  # the (13,7) start alone beats LeGall 5/3 on real music

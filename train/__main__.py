@@ -1,4 +1,4 @@
-"""``python -m train [hydra overrides]``: train a model (see conf/train.yaml and README, Training).
+"""``python -m train [hydra overrides]`` (or ``hybridcodec-train``): train a model (see conf/train.yaml and README, Training).
 
 Examples::
 
@@ -11,15 +11,30 @@ Examples::
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from train.run import train
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
+def _main(cfg: DictConfig) -> None:
     train(cfg)
+
+
+def main() -> None:
+    """Entry point of ``python -m train`` and the ``hybridcodec-train`` console script."""
+    if not (CONF / "train.yaml").is_file():
+        # The configs live in the repository (conf/), beside train/: an install that is
+        # not an editable one of the checkout has the code but not them.
+        sys.exit(f"hybridcodec-train: no training configs in {CONF}; install the repository "
+                 "checkout in editable mode: python -m pip install -e '.[train]'")
+    _main()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hybridcodec.entropy import ZERO_CLASS, _delta_probabilities
-from hybridcodec.framecodec import (PLANES_BITS, SHIFT_BITS, analyse_frame, coded_signals,
+from hybridcodec.framecodec import (PLANES_BITS, analyse_frame, coded_signals,
                                     encode_frame)
 from hybridcodec.model import HybridModel
 
@@ -56,9 +56,9 @@ def band_residuals(model: HybridModel, pcm: np.ndarray
     """(frame parameter bits, per coded channel [(residuals, classes, anchor planes)] for
     the bands coarse, d_L .. d_1) exactly as the encoder codes them
     (:func:`hybridcodec.framecodec.analyse_frame`)."""
-    _, _, channels = analyse_frame(model, pcm)
-    side = 2 + SHIFT_BITS * pcm.shape[1]
-    return side, [[(b.residuals, b.classes, b.planes) for b in bands] for bands in channels]
+    code = analyse_frame(model, pcm)
+    return code.side_bits(), [[(b.residuals, b.classes, b.planes) for b in bands]
+                              for bands in code.channels]
 
 
 def band_bits(r: np.ndarray, classes: np.ndarray, block: int, model: HybridModel) -> float:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from hybridcodec.model import HybridModel, ModelConfig, load_model
 
 from .data import AudioDataModule
-from .fit_priors import fit_means
+from .fit_priors import fit_means, search_lifting
 from .module import CodecModule
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ def build_datamodule(data_cfg: DictConfig) -> AudioDataModule:
 
 def initialise(model: HybridModel, init_cfg: DictConfig, datamodule: AudioDataModule) -> None:
     """Starting point: LeGall 5/3 lifting (what HybridModel starts as), optionally the
-    weights of an existing model file of the same architecture, then (optionally) the
-    least-squares fit of the mean nets on the training files."""
+    weights of an existing model file of the same architecture, optionally the lifting
+    steps searched against the coded size, then (optionally) the least-squares fit of
+    the mean nets on the training files."""
     source = init_cfg.get("from_model")
     if source:
         other, other_id = load_model(None if source == "default" else to_absolute_path(source))
@@ -48,6 +49,10 @@ def initialise(model: HybridModel, init_cfg: DictConfig, datamodule: AudioDataMo
                              f"the configured model {model.config.levels}")
         model.load_integer_state(other.integer_state())
         log.info("initialised from model %s (%s)", source, other_id)
+    if init_cfg.get("search_lifting", False):
+        every = int(init_cfg.get("search_every", 3))
+        gain = search_lifting(model, datamodule.train_files[::every], log=log.info)
+        log.info("lifting steps searched: %+.2f %% coded size", 100 * (gain - 1))
     if init_cfg.get("fit_means", True):
         files = datamodule.train_files
         fit_means(model, files, int(init_cfg.get("fit_frames", 8)))
