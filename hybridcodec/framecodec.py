@@ -294,8 +294,10 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
             flagged = r0.uniform(1, 1)[0]
             block_shifts.append(r0.uniform(-(-n // block), SHIFT_BITS) if flagged
                                 else np.zeros(-(-n // block), np.int64))
-    if max((s.max(initial=0) for s in [shifts, *block_shifts])) > 24 or \
-            (mode != ch.INDEPENDENT and nch != 2):
+    # A nonzero sample of at most 24 bits has at most 23 wasted bits in all: frame-wide
+    # and per-block counts add up (a coded stereo signal has its channels' common count).
+    if any(s.max(initial=0) + k > 24 for s, k in zip(block_shifts, shifts)) or \
+            shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
         raise CorruptStreamError(f"{where}: impossible frame parameters")
     n_coarse, n_details = band_lengths(n, L)
     sizes = [n_coarse] + [n_details[lay.level_index(b)] for b in range(1, L + 1)]

@@ -151,16 +151,17 @@ def test_block_shifts_pay_off():
     assert code.mode != 0 and code.shifts == [0, 0] and code.block_shifts[1].min() >= 5
 
 
-def test_block_shift_out_of_range_is_corrupt():
-    """A block count above 24 can only come from damage: the decoder says so."""
+@pytest.mark.parametrize("frame_shift, block_shift", [(0, 25), (20, 5), (24, 1)])
+def test_block_shift_out_of_range_is_corrupt(frame_shift, block_shift):
+    """More than 24 wasted bits in all can only come from damage: the decoder says so."""
     model, _ = load_model(None)
     from hybridcodec.entropy import SymbolWriter
     from hybridcodec.framecodec import SHIFT_BITS
     w = SymbolWriter()
     w.uniform(np.array([0]), 2)  # stereo mode
-    w.uniform(np.array([0]), SHIFT_BITS)  # frame shift of the one channel
+    w.uniform(np.array([frame_shift]), SHIFT_BITS)  # frame shift of the one channel
     w.uniform(np.array([1]), 1)  # block shifts present
-    w.uniform(np.array([25]), SHIFT_BITS)  # impossible count
+    w.uniform(np.array([block_shift]), SHIFT_BITS)  # the one block's count
     with pytest.raises(CorruptStreamError, match="impossible frame parameters"):
         decode_frame(model, {0: w.finish()}, 100, 1)
 
