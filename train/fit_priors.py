@@ -144,7 +144,8 @@ def search_lifting(model: HybridModel, files: list[Path], excerpt: int = 65536,
     """Coordinate search of every level's symmetric P and U (see
     :func:`set_symmetric_lifting`) against :func:`coded_cost` of an ``excerpt`` of every
     file (coded as one frame), in place; the mean nets are refitted (on the files' first
-    two frames) for every candidate. Returns the final cost relative to the start.
+    two frames) for every candidate. Returns the final cost relative to the better
+    start.
 
     First every coordinate moves for all levels at once, at each step size in turn (moving
     one level alone is a poor direction: the levels' filters interact), then one
