@@ -76,13 +76,15 @@ class AudioInfo:
     source_format: str
 
 
-def _is_file(obj: object) -> bool:
+def is_file_object(obj: object) -> bool:
+    """Whether ``obj`` is an open file object (as opposed to a path)."""
     return hasattr(obj, "read") or hasattr(obj, "write")
 
 
-def _name(path) -> str:
-    """The name to show for ``path``: the path itself, or a file object's name."""
-    if _is_file(path):
+def display_name(path) -> str:
+    """The name to show for ``path``: the path itself, or a file object's name
+    (``<stdin>``, ``<stdout>``, ``<stream>``)."""
+    if is_file_object(path):
         name = getattr(path, "name", None)
         if name in (0, "<stdin>"):
             return "<stdin>"
@@ -90,6 +92,11 @@ def _name(path) -> str:
             return "<stdout>"
         return os.fspath(name) if isinstance(name, (str, os.PathLike)) else "<stream>"
     return os.fspath(path)
+
+
+def _write_error(path, exc: BaseException) -> OSError:
+    """The one-line error for a failed write of ``path``."""
+    return OSError(f"cannot write {display_name(path)}: {_short_reason(exc)}")
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -107,7 +114,7 @@ def _short_reason(exc: BaseException) -> str:
 
 
 def _cannot_read(path: str | os.PathLike[str], reason: str) -> UnsupportedAudioError:
-    return UnsupportedAudioError(f"{_name(path)}: cannot read audio: {reason}")
+    return UnsupportedAudioError(f"{display_name(path)}: cannot read audio: {reason}")
 
 
 def _subtype_description(subtype: str) -> str:
@@ -137,7 +144,7 @@ def _flac_has_frames(path) -> bool:
                 return f.read(1) != b""
 
     try:
-        if _is_file(path):
+        if is_file_object(path):
             where = path.tell()
             try:
                 path.seek(0)
@@ -152,7 +159,7 @@ def _flac_has_frames(path) -> bool:
 
 def _precheck_path(path: str | os.PathLike[str]) -> None:
     """Clear messages for the common non-audio cases, before libsndfile sees the path."""
-    p = _name(path)
+    p = display_name(path)
     try:
         st = os.stat(p)
     except FileNotFoundError:
@@ -242,10 +249,10 @@ def open_audio(path) -> AudioReader:
     Raises :class:`UnsupportedAudioError` for a missing, unreadable or non-audio file,
     for float / 32-bit / compressed sample formats and for more than 8 channels.
     """
-    if not _is_file(path):
+    if not is_file_object(path):
         _precheck_path(path)
     try:
-        sfile = sf.SoundFile(path if _is_file(path) else _name(path), "r")
+        sfile = sf.SoundFile(path if is_file_object(path) else display_name(path), "r")
     except Exception as exc:
         raise _cannot_read(path, _short_reason(exc)) from None
     try:
@@ -256,17 +263,18 @@ def open_audio(path) -> AudioReader:
         frames = int(sfile.frames)
         if subtype not in _PCM_BITS:
             raise UnsupportedAudioError(
-                f"{_name(path)}: {_subtype_description(subtype)} audio is not supported {_ONLY}"
+                f"{display_name(path)}: {_subtype_description(subtype)} audio is not "
+                f"supported {_ONLY}"
             )
         if not 1 <= channels <= MAX_CHANNELS:
             raise UnsupportedAudioError(
-                f"{_name(path)}: {channels}-channel audio is not supported "
+                f"{display_name(path)}: {channels}-channel audio is not supported "
                 f"(1 to {MAX_CHANNELS} channels only)"
             )
         if rate <= 0:
-            raise UnsupportedAudioError(f"{_name(path)}: invalid sample rate {rate}")
+            raise UnsupportedAudioError(f"{display_name(path)}: invalid sample rate {rate}")
         if frames == _SF_COUNT_MAX and fmt == "FLAC" and not _flac_has_frames(
-                path if _is_file(path) else _name(path)):
+                path if is_file_object(path) else display_name(path)):
             frames = 0  # libsndfile reads "0 samples" in STREAMINFO as "unknown"
         if frames < 0 or frames == _SF_COUNT_MAX:
             raise _cannot_read(
@@ -291,14 +299,14 @@ def open_audio(path) -> AudioReader:
 
 def output_format_for(path: str | os.PathLike[str]) -> str:
     """libsndfile major format for an output path, from its extension (case-insensitive)."""
-    ext = os.path.splitext(_name(path))[1].lower()
+    ext = os.path.splitext(display_name(path))[1].lower()
     try:
         return OUTPUT_FORMATS[ext]
     except KeyError:
         supported = ", ".join(OUTPUT_FORMATS)
         shown = ext or "no extension"
         raise UsageError(
-            f"{_name(path)}: cannot write audio with {shown} (supported: {supported})"
+            f"{display_name(path)}: cannot write audio with {shown} (supported: {supported})"
         ) from None
 
 
@@ -407,7 +415,7 @@ class AudioWriter:
             self._out.__exit__(type(exc), exc, exc.__traceback__)
             if isinstance(exc, Exception):
                 raise UsageError(
-                    f"cannot write {_name(self.path)} as {self.format} {self.subtype}, "
+                    f"cannot write {display_name(self.path)} as {self.format} {self.subtype}, "
                     f"{self.info.channels} ch, {self.info.sample_rate} Hz: {_short_reason(exc)}"
                 ) from None
             raise
@@ -438,7 +446,7 @@ class AudioWriter:
         try:
             self._sf.write(out)
         except Exception as exc:
-            raise OSError(f"cannot write {_name(self.path)}: {_short_reason(exc)}") from None
+            raise _write_error(self.path, exc) from None
         self.frames_written += a.shape[0]
 
     def _fix_libsndfile_output(self) -> None:
@@ -473,7 +481,7 @@ class AudioWriter:
             except BaseException as close_exc:
                 self._out.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
                 if isinstance(close_exc, Exception):
-                    raise OSError(f"cannot write {_name(self.path)}: {_short_reason(close_exc)}")
+                    raise _write_error(self.path, close_exc)
                 raise
             self._out.__exit__(None, None, None)
         else:
@@ -569,7 +577,7 @@ class WavStreamWriter:
         except BrokenPipeError:
             raise
         except (OSError, ValueError) as exc:
-            raise OSError(f"cannot write {_name(self.path)}: {_short_reason(exc)}") from None
+            raise _write_error(self.path, exc) from None
 
     def write(self, frames: np.ndarray) -> None:
         """Append right-justified integer samples, shape ``(m, channels)`` (or ``(m,)``)."""
@@ -607,7 +615,7 @@ class WavStreamWriter:
             except BrokenPipeError:
                 raise
             except (OSError, ValueError) as exc2:
-                raise OSError(f"cannot write {_name(self.path)}: {_short_reason(exc2)}") from None
+                raise _write_error(self.path, exc2) from None
         return False
 
 
@@ -627,6 +635,6 @@ def open_audio_writer(
     written as WAV front to back by a :class:`WavStreamWriter` (libsndfile cannot write
     WAV or FLAC headers to a stream that does not seek), not atomically.
     """
-    if _is_file(path):
+    if is_file_object(path):
         return WavStreamWriter(path, info)
     return AudioWriter(path, info, overwrite=overwrite)

@@ -21,7 +21,7 @@ import torch
 
 from . import cancel
 from .atomic import atomic_output
-from .audio_io import AudioInfo, open_audio, open_audio_writer
+from .audio_io import AudioInfo, display_name, is_file_object, open_audio, open_audio_writer
 from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
                         read_stream_layout, write_footer, write_frame, write_header)
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
@@ -122,22 +122,6 @@ def pcm_bytes(pcm: np.ndarray, bits: int) -> bytes:
     return pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
-def _is_file(obj) -> bool:
-    return hasattr(obj, "read") or hasattr(obj, "write")
-
-
-def _display(obj) -> str:
-    """A path as given, or a file object's name (``<stdin>``, ``<stdout>``)."""
-    if _is_file(obj):
-        name = getattr(obj, "name", None)
-        if name in (0, "<stdin>"):
-            return "<stdin>"
-        if name in (1, "<stdout>"):
-            return "<stdout>"
-        return os.fspath(name) if isinstance(name, (str, os.PathLike)) else "<stream>"
-    return os.fspath(obj)
-
-
 def _seekable(fp) -> bool:
     try:
         return bool(fp.seekable())
@@ -148,7 +132,7 @@ def _seekable(fp) -> bool:
 def _size(obj) -> int:
     """Size in bytes of a path or a seekable file object (0 where unknown)."""
     try:
-        if not _is_file(obj):
+        if not is_file_object(obj):
             return os.path.getsize(obj)
         if _seekable(obj):
             where = obj.tell()
@@ -208,7 +192,7 @@ class _Output:
     """``atomic_output(dst)`` for a path; the file object itself (not closed) otherwise."""
 
     def __init__(self, dst, overwrite: bool) -> None:
-        self._atomic = None if _is_file(dst) else atomic_output(dst, overwrite=overwrite)
+        self._atomic = None if is_file_object(dst) else atomic_output(dst, overwrite=overwrite)
         self._fp = dst
 
     def __enter__(self) -> BinaryIO:
@@ -249,7 +233,7 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     if (tier is None or tier == "lossless") and kbps is None:
         return _encode_lossless(src, dst, model=model, overwrite=overwrite,
                                 progress=progress, jobs=jobs)
-    if _is_file(dst):
+    if is_file_object(dst):
         raise UsageError("a lower tier needs a file output (truncation reads the stream twice)")
     from .atomic import check_output_path
 
@@ -281,11 +265,11 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
 
     start = time.perf_counter()
     jobs = _check_jobs(jobs)
-    name = _display(src)
+    name = display_name(src)
     net, model_id = load_model(model)
     cfg = net.config
     spool = None
-    if _is_file(src) and not _seekable(src):
+    if is_file_object(src) and not _seekable(src):
         spool = _spool(src)
     try:
         source = spool if spool is not None else src
@@ -313,7 +297,7 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                     done += len(pcm)
                     yield "encode", pcm
 
-            target = _Counting(dst) if _is_file(dst) else dst
+            target = _Counting(dst) if is_file_object(dst) else dst
             with _Output(target, overwrite) as fp, frame_runner(jobs, net, model) as runner:
                 write_header(fp, header)
                 written = 0
@@ -328,13 +312,13 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     finally:
         if spool is not None:
             spool.close()
-    output_bytes = target.count if _is_file(dst) else os.path.getsize(dst)
+    output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, info.num_samples,
                         info.sample_rate, info.channels, time.perf_counter() - start)
 
 
 def _open_stream(src) -> BinaryIO:
-    if _is_file(src):
+    if is_file_object(src):
         return contextlib.nullcontext(src)
     try:
         return open(src, "rb")
@@ -349,7 +333,7 @@ def check_model(header: StreamHeader, model_id: str, model: str | None, src) -> 
     if header.model_id != model_id:
         given = "the embedded default model" if model is None else f"model {os.fspath(model)}"
         raise ModelMismatchError(
-            f"{_display(src)}: coded with model {header.model_id}, but {given} is "
+            f"{display_name(src)}: coded with model {header.model_id}, but {given} is "
             f"{model_id} (pass the right --model)")
 
 
@@ -439,7 +423,7 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
             # the output ends early; a WAV on a pipe keeps the longer length it declared
             if hasattr(out, "allow_short"):
                 out.allow_short = True
-                warnings.append(f"the WAV header written to {_display(out.path)} declares "
+                warnings.append(f"the WAV header written to {display_name(out.path)} declares "
                                 f"{header.num_samples} samples, {done} were written")
         if stream.footer is None or not lossless:
             md5_ok = None  # a lower tier cannot reproduce the original PCM
@@ -475,16 +459,16 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     """
     start = time.perf_counter()
     jobs = _check_jobs(jobs)
-    name = _display(src)
-    target = _Counting(dst) if _is_file(dst) else dst
+    name = display_name(src)
+    target = _Counting(dst) if is_file_object(dst) else dst
     with _open_stream(src) as fp:
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
             open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite),
             fill=_check_fill(fill), seed=seed)
     h = result.header
-    input_bytes = _size(src) if not _is_file(src) else result.bytes_read
-    output_bytes = target.count if _is_file(dst) else os.path.getsize(dst)
+    input_bytes = _size(src) if not is_file_object(src) else result.bytes_read
+    output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
                         time.perf_counter() - start, result.damaged, result.warnings,
                         result.md5_ok)
@@ -500,7 +484,7 @@ def verify_file(src: str | os.PathLike | BinaryIO, *, model: str | None = None,
     all of them (``report.ok`` is then False)."""
     start = time.perf_counter()
     jobs = _check_jobs(jobs)
-    name = _display(src)
+    name = display_name(src)
     with _open_stream(src) as fp:
         result = _decode_stream(fp, name, model=model, progress=progress,
                                 ignore_errors=ignore_errors, jobs=jobs,
@@ -515,7 +499,7 @@ def describe_stream(src: str | os.PathLike) -> str:
     """Human-readable stream info, layer table and sizes (``hybridcodec info``)."""
     with _open_stream(src) as fp:
         layout = read_stream_layout(fp)
-    src = _display(src)
+    src = display_name(src)
     h = layout.header
     seconds = h.num_samples / h.sample_rate
     pcm = h.num_samples * h.channels * (-(-h.bits_per_sample // 8))
