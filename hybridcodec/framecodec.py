@@ -290,10 +290,11 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
     block = model.config.shift_block
     block_shifts = []
     if block:
+        blocks = -(-n // block)
         for _ in range(nch):
             flagged = r0.uniform(1, 1)[0]
-            block_shifts.append(r0.uniform(-(-n // block), SHIFT_BITS) if flagged
-                                else np.zeros(-(-n // block), np.int64))
+            block_shifts.append(r0.uniform(blocks, SHIFT_BITS) if flagged
+                                else np.zeros(blocks, np.int64))
     # A nonzero sample of at most 24 bits has at most 23 wasted bits in all: frame-wide
     # and per-block counts add up (a coded stereo signal has its channels' common count).
     if any(s.max(initial=0) + k > 24 for s, k in zip(block_shifts, shifts)) or \
