@@ -303,7 +303,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine_lines(model_arg: str | None, model_id: str, tools: dict) -> list[str]:
-    import torch  # hybridcodec already imported it
+    import numba
+    import numpy
 
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -318,10 +319,9 @@ def machine_lines(model_arg: str | None, model_id: str, tools: dict) -> list[str
     except OSError:
         pass
     lines = [
-        f"- machine: {cpu}; os.cpu_count() = {os.cpu_count()}, usable CPUs = {affinity}, "
-        f"torch threads = {torch.get_num_threads()}",
-        f"- python {platform.python_version()}, torch {torch.__version__}, "
-        f"hybridcodec {hybridcodec.__version__}",
+        f"- machine: {cpu}; os.cpu_count() = {os.cpu_count()}, usable CPUs = {affinity}",
+        f"- python {platform.python_version()}, numpy {numpy.__version__}, numba "
+        f"{numba.__version__}, hybridcodec {hybridcodec.__version__}",
         f"- model: {'embedded default' if model_arg is None else model_arg} (id {model_id})",
     ]
     for t in TOOLS:

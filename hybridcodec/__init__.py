@@ -6,7 +6,7 @@ Public API::
     hybridcodec.decode("song.hyb", "out.flac")
 
 The coding functions are imported on first use, so ``import hybridcodec`` (and the CLI's
-``--help`` or argument errors) do not pay for loading torch and numba.
+``--help`` or argument errors) do not pay for loading numba.
 """
 
 from __future__ import annotations

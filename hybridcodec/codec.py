@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 import numpy as np
-import torch
 
 from . import cancel
 from .atomic import atomic_output
@@ -94,22 +93,13 @@ class VerifyReport:
 
 
 def single_threaded(fn):
-    """Run a coding entry point with one torch thread, then restore the caller's setting.
-
-    The exact nets are tiny convolutions: extra intra-op threads only fight each other
-    (10x slower on a loaded 2-core machine). Results are identical either way, since
-    the exact path does not depend on summation order. A SIGINT/SIGTERM from the CLI is
-    also deferred to the next frame boundary while it runs (:mod:`hybridcodec.cancel`).
-    """
+    """Run a coding entry point with SIGINT/SIGTERM from the CLI deferred to the next
+    frame boundary (:mod:`hybridcodec.cancel`). The coding path is sequential numpy and
+    numba code; ``--jobs`` is how it uses several cores."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with cancel.deferred():
-                return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
+        with cancel.deferred():
+            return fn(*args, **kwargs)
     return wrapper
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import channels as ch
 from .entropy import (ZERO_CLASS, SymbolReader, SymbolWriter, choose_classes, read_classes,
@@ -28,14 +27,6 @@ from .tiers import layer_order
 SHIFT_BITS = 5  # wasted-bits count per channel, 0..24
 PLANES_BITS = 3  # anchor planes of a band, 0..7
 MEAN_CLAMP = 1 << 26
-
-
-def _tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
-
-
-def _ints(t: torch.Tensor) -> np.ndarray:
-    return t.numpy().astype(np.int64)
 
 
 def coded_signals(pcm: np.ndarray) -> tuple[int, list[int], list[np.ndarray]]:
@@ -53,9 +44,9 @@ def coded_signals(pcm: np.ndarray) -> tuple[int, list[int], list[np.ndarray]]:
     return mode, shifts, [pcm[:, c] >> shifts[c] for c in range(nch)]
 
 
-def prior_mean(model: HybridModel, level: int, coarse: torch.Tensor, n: int) -> np.ndarray:
+def prior_mean(model: HybridModel, level: int, coarse: np.ndarray, n: int) -> np.ndarray:
     """Integer mean of detail band ``level`` (0 = finest) given the band above it."""
-    mu = _ints(model.means[level].predict_exact(coarse, n))
+    mu = model.means[level].predict(coarse, n)
     return np.clip(mu, -MEAN_CLAMP, MEAN_CLAMP)
 
 
@@ -119,16 +110,15 @@ class _FrameLayout:
         mu = prior_mean(self.model, self.level_index(band), anchor_coarse, size)
         feats = cross_channel_features(mu, reference)
         taps = self.model.config.coarse_taps
-        if taps and size and anchor_coarse.numel():
-            feats = np.concatenate([feats, coarse_features(_ints(anchor_coarse), size, taps)],
+        if taps and size and anchor_coarse.size:
+            feats = np.concatenate([feats, coarse_features(anchor_coarse, size, taps)],
                                    axis=1)
         return feats
 
     def synthesise(self, band: int, coarse, values: np.ndarray):
         if band == 0:
-            return _tensor(values)
-        return self.model.wavelet.synthesise_level(self.level_index(band), coarse,
-                                                   _tensor(values))
+            return np.asarray(values, np.int64)
+        return self.model.wavelet.synthesise_level(self.level_index(band), coarse, values)
 
 
 def _plane_tables(model: HybridModel) -> list[PlaneTables]:
@@ -145,14 +135,8 @@ ANCHOR_TOLERANCE = 0.005  # accept a coarser anchor if it costs < 0.5 % more bit
 
 def _analyse(model: HybridModel, x: np.ndarray, levels: int) -> list[np.ndarray]:
     """Exact bands of one channel: coarse first, then detail levels coarsest first."""
-    s = _tensor(x)
-    details = []
-    for level in range(levels):
-        even, odd = s[0::2], s[1::2]
-        d = odd - model.wavelet.predict[level].predict_exact(even, odd.numel())
-        s = even + model.wavelet.update[level].predict_exact(d, even.numel())
-        details.append(_ints(d))
-    return [_ints(s)] + details[::-1]
+    coarse, details = model.wavelet.analyse(x)
+    return [coarse] + details[::-1]
 
 
 def _closed_loop_band(lay: _FrameLayout, band: int, values: np.ndarray, feats: np.ndarray):
@@ -333,7 +317,7 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
             anchors.append(anchor)
             anchor_coarse = lay.synthesise(band, anchor_coarse, anchor)
             out = lay.synthesise(band, out, anchor + (r_est - r_anchor))
-        signals.append(_ints(out) if out is not None else np.zeros(n, np.int64))
+        signals.append(out if out is not None else np.zeros(n, np.int64))
         previous = anchors if model.config.cross_channel else None
     for rd in readers:
         if rd is not None:

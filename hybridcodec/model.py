@@ -1,10 +1,17 @@
-"""The codec model: one definition used for training and for coding.
+"""The codec model: one definition, shared by the coder and the training stack.
 
-``HybridModel`` holds the learned integer lifting wavelet, one prior-mean net per detail
-level (``p(d_l | s_l)``'s location, a function of the coarser band), the adaptive cascade
-configuration (the causal in-band part of each prior), and the scale-class tables. The
-torch parameters train in float; ``save`` exports integer weights (fixed point), so a
-saved model codes bit-exactly everywhere, and its id is a hash of exactly those bytes.
+``ModelConfig`` is the architecture; ``HybridModel`` holds its integers: the learned
+integer lifting wavelet, one prior-mean net per detail level (``p(d_l | s_l)``'s location,
+a function of the coarser band), the adaptive cascade configuration (the causal in-band
+part of each prior) and the scale-class tables. The coding path evaluates them with numpy
+and numba only. Training (``train/nets.py``) builds float torch nets from the same config,
+and exports their fixed-point rounding back into a ``HybridModel``; a model file holds
+exactly these integers, and its id is a hash of them.
+
+Model files are untrusted input: :meth:`HybridModel.from_bytes` checks sizes before it
+decompresses anything, every config value against its range and every table for
+consistency, so a malformed file is a :class:`~hybridcodec.errors.ModelError`, never a
+crash, a runaway allocation or an encode that never ends.
 """
 
 from __future__ import annotations
@@ -12,19 +19,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from .cascade import NLMS, SIGN_LMS, Cascade
-from .entropy import ScaleTables, TableSpec, build_tables
+from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables
 from .errors import ModelError
-from .intconv import IntConvNet
+from .intconv import MAX_HIDDEN, MAX_TAPS, IntConv
 from .lifting import LiftingWavelet
 
 MODEL_MAGIC = "hybridcodec-model"
@@ -33,6 +40,11 @@ MODEL_FORMAT_VERSION = 2
 # coding: a version 1 file lacks them and must keep decoding the streams it wrote.
 _VERSION_1_DEFAULTS = {"coarse_taps": 0, "feature_mu": 0, "shift_block": 0}
 DEFAULT_MODEL_NAME = "default.hcm"
+
+# Limits for model files read from disk (the shipped model is 75 kB, 0.9 MB unpacked).
+MAX_MODEL_FILE_BYTES = 64 << 20
+MAX_UNPACKED_BYTES = 256 << 20
+MAX_TABLE_ENTRIES = 1 << 22
 
 
 @dataclass
@@ -71,17 +83,76 @@ class ModelConfig:
         return max(self.min_block, self.block_time >> (level - 1))
 
 
-class HybridModel(nn.Module):
-    """Lifting flow + priors. See the module docstring."""
+def _int_in(cfg: ModelConfig, name: str, lo: int, hi: int) -> None:
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"config {name}={v!r} is not an integer in {lo}..{hi}")
+
+
+def validate_config(cfg: ModelConfig) -> None:
+    """Raise ValueError unless every value is one the coder handles in bounded time and
+    memory, with every integer product inside int64 (see cascade.py and intconv.py)."""
+    _int_in(cfg, "levels", 0, 12)
+    _int_in(cfg, "frame_length", 1, 1 << 20)
+    _int_in(cfg, "lift_taps", 2, MAX_TAPS)
+    _int_in(cfg, "mean_taps", 2, MAX_TAPS)
+    _int_in(cfg, "lift_hidden", 0, MAX_HIDDEN)
+    _int_in(cfg, "mean_hidden", 0, MAX_HIDDEN)
+    _int_in(cfg, "block_time", 1, 1 << 16)
+    _int_in(cfg, "min_block", 1, 1 << 16)
+    _int_in(cfg, "coarse_taps", 0, 32)
+    _int_in(cfg, "feature_mu", 0, 1 << 12)
+    _int_in(cfg, "shift_block", 0, 1 << 20)
+    _int_in(cfg, "anchor_planes", 0, 7)
+    if not isinstance(cfg.cross_channel, bool):
+        raise ValueError("config cross_channel must be true or false")
+    if not isinstance(cfg.description, str) or len(cfg.description) > 4096:
+        raise ValueError("config description must be a text of at most 4096 characters")
+    for name in ("detail_cascade", "coarse_cascade"):
+        stages = getattr(cfg, name)
+        if not isinstance(stages, (list, tuple)) or not 1 <= len(stages) <= 8:
+            raise ValueError(f"config {name} must list 1..8 stages")
+        for stage in stages:
+            if not isinstance(stage, (list, tuple)) or len(stage) != 3 or any(
+                    isinstance(v, bool) or not isinstance(v, int) for v in stage):
+                raise ValueError(f"config {name}: a stage is [kind, order, mu] (integers)")
+            kind, order, mu = stage
+            if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 1024 or not 0 <= mu <= 1 << 12:
+                raise ValueError(f"config {name}: stage {list(stage)} out of range")
+    if not isinstance(cfg.tables, dict):
+        raise ValueError("config tables must be an object")
+    known = {f.name for f in fields(TableSpec)}
+    if set(cfg.tables) - known:
+        raise ValueError(f"config tables: unknown keys {sorted(set(cfg.tables) - known)}")
+    spec = TableSpec(**_tuple_fields(cfg.tables))
+    numbers = (spec.classes_per_octave, spec.min_log2_scale, spec.num_classes,
+               spec.range_in_scales)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+           for v in numbers):
+        raise ValueError("config tables: parameters must be finite numbers")
+    if isinstance(spec.num_classes, float) or not 2 <= spec.num_classes <= 1024 or \
+            not 1 <= spec.classes_per_octave <= 64 or not -16 <= spec.min_log2_scale <= 16 \
+            or not 1 <= spec.range_in_scales <= 64 or spec.min_log2_scale + \
+            (spec.num_classes - 1) / spec.classes_per_octave > 40:
+        raise ValueError("config tables: class parameters out of range")
+    mix = (spec.mixture_weights, spec.mixture_scales)
+    if any(not isinstance(m, tuple) or not 1 <= len(m) <= 8 for m in mix) or \
+            len(mix[0]) != len(mix[1]) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            or not 1e-3 <= v <= 1e3 for m in mix for v in m):
+        raise ValueError("config tables: mixture weights and scales out of range")
+
+
+class HybridModel:
+    """Lifting flow + priors, as integers. See the module docstring."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
-        super().__init__()
         self.config = config or ModelConfig()
         c = self.config
         self.wavelet = LiftingWavelet(c.levels, c.lift_taps, c.lift_hidden)
         # Mean of d_l from s_l: same geometry as a predict step (odd from even positions).
-        self.means = nn.ModuleList(
-            IntConvNet(c.mean_taps, c.mean_taps // 2 - 1, c.mean_hidden) for _ in range(c.levels))
+        self.means = [IntConv(c.mean_taps, c.mean_taps // 2 - 1, c.mean_hidden)
+                      for _ in range(c.levels)]
         self.table_arrays = build_tables(TableSpec(**_tuple_fields(c.tables)))
         self._coding_state = None
 
@@ -106,14 +177,23 @@ class HybridModel(nn.Module):
                                   Cascade(self.config.coarse_cascade, self.config.feature_mu))
         return self._coding_state
 
+    def nets(self) -> dict[str, IntConv]:
+        """Every net by its model-file name prefix (``wavelet.predict.0``, ``means.3``, ...)."""
+        out = {}
+        for level in range(self.config.levels):
+            out[f"wavelet.predict.{level}"] = self.wavelet.predict[level]
+            out[f"wavelet.update.{level}"] = self.wavelet.update[level]
+        for level, net in enumerate(self.means):
+            out[f"means.{level}"] = net
+        return out
+
     # -- export / import -----------------------------------------------------------
     def integer_state(self) -> dict[str, np.ndarray]:
         """Every integer the coding path uses, keyed by name (the exported weights)."""
         out = {}
-        for name, module in self.named_modules():
-            if isinstance(module, IntConvNet):
-                for pname, p in module.named_parameters(recurse=False):
-                    out[f"{name}.{pname}"] = module.quantized(p).numpy().astype(np.int64)
+        for prefix, net in self.nets().items():
+            for name, a in net.arrays().items():
+                out[f"{prefix}.{name}"] = a
         out.update(self.table_arrays)
         return out
 
@@ -137,14 +217,12 @@ class HybridModel(nn.Module):
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "model") -> "HybridModel":
+        """Load a model file's bytes, validating them as untrusted input."""
+        arrays = _read_npz(data, name)
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
             meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:
-            raise ModelError(f"{name}: not a hybridcodec model file ({type(exc).__name__})") from None
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise ModelError(f"{name}: not a hybridcodec model file") from None
         if not isinstance(meta, dict) or meta.get("magic") != MODEL_MAGIC:
             raise ModelError(f"{name}: not a hybridcodec model file")
         version = meta.get("version")
@@ -152,31 +230,79 @@ class HybridModel(nn.Module):
             raise ModelError(f"{name}: model format version {version} is not supported "
                              f"(this build reads versions 1 to {MODEL_FORMAT_VERSION})")
         try:
-            config = dict(meta["config"])
+            config = meta["config"]
+            if not isinstance(config, dict):
+                raise ValueError("config is not an object")
             if version == 1:
                 config = {**_VERSION_1_DEFAULTS, **config}
-            model = cls(ModelConfig(**config))
+            unknown = set(config) - {f.name for f in fields(ModelConfig)}
+            if unknown:
+                raise ValueError(f"unknown config keys {sorted(unknown)}")
+            cfg = ModelConfig(**config)
+            validate_config(cfg)
+            model = cls(cfg)
             model.load_integer_state(arrays)
         except ModelError:
             raise
-        except Exception as exc:
-            raise ModelError(f"{name}: inconsistent model file ({exc})") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            detail = f"missing array {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelError(f"{name}: inconsistent model file ({detail})") from None
         return model
 
     def load_integer_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Inverse of :meth:`integer_state` (weights become exact multiples of 2**-frac)."""
-        for name, module in self.named_modules():
-            if isinstance(module, IntConvNet):
-                for pname, p in module.named_parameters(recurse=False):
-                    a = arrays[f"{name}.{pname}"]
-                    if tuple(a.shape) != tuple(p.shape):
-                        raise ModelError(f"weight {name}.{pname} has shape {a.shape}, "
-                                         f"expected {tuple(p.shape)}")
-                    with torch.no_grad():
-                        p.copy_(torch.from_numpy(a.astype(np.float64)) / 2.0**module.frac_bits)
+        """Inverse of :meth:`integer_state`; raises ValueError on a shape, range or
+        table inconsistency."""
+        for prefix, net in self.nets().items():
+            net.set_arrays({k[len(prefix) + 1:]: v for k, v in arrays.items()
+                            if k.startswith(prefix + ".")})
+        tables = {}
         for key in self.table_arrays:
-            self.table_arrays[key] = arrays[key].astype(np.int64)
+            a = np.asarray(arrays[key])
+            if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"table {key} must be a 1-D integer array")
+            tables[key] = a.astype(np.int64)
+        _check_tables(tables, TableSpec(**_tuple_fields(self.config.tables)))
+        self.table_arrays = tables
         self._coding_state = None
+
+
+def _read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
+    """The arrays of a model file, sizes checked before anything is decompressed."""
+    if len(data) > MAX_MODEL_FILE_BYTES:
+        raise ModelError(f"{name}: model file too large ({len(data)} bytes)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            if len(infos) > 1024 or sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
+                raise ModelError(f"{name}: model file unpacks to too much data")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ModelError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:  # zipfile, zlib and numpy's format errors all mean the same
+        raise ModelError(f"{name}: not a hybridcodec model file") from None
+
+
+def _check_tables(t: dict[str, np.ndarray], spec: TableSpec) -> None:
+    """The class tables must describe ``num_classes`` valid frequency tables."""
+    shift, half, offset, freq = (t["table_shift"], t["table_halfwidth"], t["table_offset"],
+                                 t["table_freq"])
+    k = spec.num_classes
+    if not shift.size == half.size == offset.size == k:
+        raise ValueError(f"tables: {k} classes expected")
+    if freq.size > MAX_TABLE_ENTRIES:
+        raise ValueError("tables: too many entries")
+    if (shift[1:] < 0).any() or (shift > 40).any() or (half[1:] < 1).any() \
+            or (half > 1 << 16).any():
+        raise ValueError("tables: class shift or width out of range")
+    sizes = 2 * half[1:] + 3
+    expect = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if k > 1 else np.zeros(0, np.int64)
+    if (offset[1:] != expect).any() or freq.size != int(sizes.sum()):
+        raise ValueError("tables: offsets do not match the class sizes")
+    if freq.size and (freq.min() < 1 or freq.max() > 1 << TABLE_PRECISION):
+        raise ValueError("tables: frequencies out of range")
 
 
 def _tuple_fields(d: dict) -> dict:
@@ -224,6 +350,8 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[HybridModel, str]
         name = f"embedded {DEFAULT_MODEL_NAME}"
     else:
         try:
+            if os.path.getsize(path) > MAX_MODEL_FILE_BYTES:
+                raise ModelError(f"{path}: model file too large")
             data = Path(path).read_bytes()
         except OSError as exc:
             raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from None

@@ -1,7 +1,7 @@
 """Frames coded in parallel worker processes (``--jobs N``), in order, with bounded memory.
 
 Frames are independent, so a pool of N processes can code them at once. Each worker
-loads the model once (in its initializer) and codes with one torch thread, like the
+loads the model once (in its initializer) and codes like the
 in-process path (:func:`hybridcodec.codec.single_threaded`). The parent reads the input,
 hands frames out and writes the results *in frame order*; at most ``2 * N`` frames are
 in flight, so memory stays bounded whatever the file length. The bytes produced are
@@ -54,11 +54,8 @@ def _init_worker(model: str | None) -> None:
     global _NET
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() just ends the worker
-    import torch
-
     from .model import load_model
 
-    torch.set_num_threads(1)
     if _INHERITED is not None:
         _NET = _INHERITED  # forked: the parent's model, kernels already loaded
     else:

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from nonseekable import NoSeek
 import soundfile as sf
-import torch
 
 from hybridcodec import cli, codec
 from hybridcodec.audio_io import wav_header
@@ -483,56 +482,3 @@ def test_signal_leaves_nothing(long_input, tmp_path, sig, code, verb, jobs):
     assert stderr.decode().strip().splitlines()[-1] in ("hybridcodec: interrupted",
                                                          "hybridcodec: terminated")
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file
-
-
-# --------------------------------------------------------------------------- devices
-
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-@cuda
-def test_exact_nets_same_integers_on_gpu():
-    torch.manual_seed(0)
-    model = HybridModel(ModelConfig(lift_hidden=8, mean_hidden=8))
-    with torch.no_grad():  # non-trivial weights, so the test means something
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.integers(-(1 << 23), 1 << 23, 50_000).astype(np.float64))
-    s_cpu, d_cpu = model.wavelet.forward_exact(x)
-    gpu = model.to("cuda")
-    s_gpu, d_gpu = gpu.wavelet.forward_exact(x.to("cuda"))
-    assert torch.equal(s_gpu.cpu(), s_cpu)
-    assert all(torch.equal(a.cpu(), b) for a, b in zip(d_gpu, d_cpu))
-    for net in gpu.means:  # the prior-mean nets, same check
-        coarse = torch.from_numpy(rng.integers(-(1 << 23), 1 << 23, 4096).astype(np.float64))
-        a = net.predict_exact(coarse.to("cuda"), 4096).cpu()
-        net.to("cpu")
-        b = net.predict_exact(coarse, 4096)
-        net.to("cuda")
-        assert torch.equal(a, b)
-
-
-@cuda
-def test_frame_encoded_with_gpu_nets_decodes_on_cpu(monkeypatch):
-    """The frame codec has no device option: its tensors are made by ``_tensor`` and read
-    back by ``_ints``, so the test patches those two to put every net evaluation of the
-    encoder on the GPU (the nets and the synthesis allocate on their input's device)."""
-    from hybridcodec import framecodec
-    from hybridcodec.model import load_model
-
-    net, _ = load_model(None)
-    x = make_audio(net.config.frame_length, seed=5).astype(np.int64)
-    cpu_layers = framecodec.encode_frame(net, x)
-    net.to("cuda")
-
-    monkeypatch.setattr(framecodec, "_tensor", lambda a: torch.from_numpy(
-        np.ascontiguousarray(a, dtype=np.float64)).to("cuda"))
-    monkeypatch.setattr(framecodec, "_ints", lambda t: t.cpu().numpy().astype(np.int64))
-    gpu_layers = framecodec.encode_frame(net, x)
-    monkeypatch.undo()
-    net.to("cpu")
-    assert gpu_layers == cpu_layers
-    y = framecodec.decode_frame(net, dict(gpu_layers), len(x), x.shape[1])
-    assert np.array_equal(y, x)

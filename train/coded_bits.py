@@ -35,20 +35,21 @@ from hybridcodec.model import HybridModel
 
 from .fit_priors import read_frames
 from .loss import latent_bits
+from .nets import TrainableModel
 
 FLUSH_BITS = 32  # termination cost of one layer payload (ANS state flush, word rounding)
 
 
-def exported_copy(model: HybridModel) -> HybridModel:
-    """The model exactly as :meth:`HybridModel.save` would write it, on CPU.
+def exported_copy(model: TrainableModel | HybridModel) -> HybridModel:
+    """The model exactly as a model file of it would load (fixed-point integers).
 
-    Goes through the model-file bytes, so weights are the fixed-point integers the
-    coder uses: what is measured here is what an export codes to.
+    Goes through the model-file bytes, so what is measured here is what an export codes
+    to.
     """
-    with torch.random.fork_rng(devices=[]):  # hidden layers draw random init weights
-        cpu = HybridModel(model.config)
-    cpu.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    return HybridModel.from_bytes(cpu.to_bytes())
+    if isinstance(model, TrainableModel):
+        with torch.random.fork_rng(devices=[]):  # hidden layers draw random init weights
+            model = model.to_codec()
+    return HybridModel.from_bytes(model.to_bytes())
 
 
 def band_residuals(model: HybridModel, pcm: np.ndarray
@@ -130,7 +131,7 @@ class Evaluation:
 
 
 def evaluate(model: HybridModel, frames: list[np.ndarray],
-             loss_model: HybridModel | None = None, lpc_order: int = 0) -> Evaluation:
+             loss_model: TrainableModel | None = None, lpc_order: int = 0) -> Evaluation:
     """Actual and estimated coded bits of ``model`` (an exact model, e.g. from
     :func:`exported_copy`) on ``frames`` of int PCM (n, channels). With ``loss_model``
     (the float model being trained, any device) also the training loss (with
@@ -160,7 +161,7 @@ def _count_bands(counts: dict[str, int], n: int, levels: int) -> None:
 
 
 @torch.no_grad()
-def _add_loss(acc: dict[str, float], model: HybridModel, x: np.ndarray, lpc_order: int) -> None:
+def _add_loss(acc: dict[str, float], model: TrainableModel, x: np.ndarray, lpc_order: int) -> None:
     if x.size < 2:
         return
     device = next(model.parameters()).device

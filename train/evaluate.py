@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 from hybridcodec.model import load_model
 
@@ -65,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=["val", "train", "all"], default="val")
     ap.add_argument("--frames", type=int, default=None, help="frames per file (default: all)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     files = split_files([args.data / s for s in args.sets] if args.sets else [args.data], args.split)
     evs = []
     for name in args.models:

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hybridcodec.audio_io import open_audio
 from hybridcodec.framecodec import analyse_frame, coded_signals
@@ -53,13 +52,6 @@ def read_frames(path: Path, frame_length: int, max_frames: int):
             yield x.astype(np.int64)
 
 
-def window_matrix(s: np.ndarray, n: int, taps: int, left: int) -> np.ndarray:
-    """Rows = the replicate-padded windows an IntConvNet sees (same geometry)."""
-    right = n + taps - 1 - left - s.size
-    sp = np.pad(s, (left, max(right, 0)), mode="edge")[: n + taps - 1]
-    return np.lib.stride_tricks.sliding_window_view(sp, taps)[:n]
-
-
 def fit_means(model: HybridModel, files: list[Path], max_frames: int = 8,
               ridge: float = 1e-3) -> None:
     """Least-squares fit of every level's linear mean net, in place."""
@@ -71,23 +63,21 @@ def fit_means(model: HybridModel, files: list[Path], max_frames: int = 8,
         for pcm in read_frames(path, cfg.frame_length, max_frames):
             _, _, signals = coded_signals(pcm)
             for x in signals:
-                s = torch.from_numpy(x.astype(np.float64))
+                s = x.astype(np.int64)
                 for level in range(cfg.levels):
-                    even, odd = s[0::2], s[1::2]
-                    d = odd - model.wavelet.predict[level].predict_exact(even, odd.numel())
-                    s = even + model.wavelet.update[level].predict_exact(d, even.numel())
-                    if d.numel() < taps:
+                    s, d = model.wavelet.analyse_level(level, s)
+                    if d.size < taps:
                         break
-                    a = window_matrix(s.numpy(), d.numel(), taps, model.means[level].left)
+                    a = model.means[level].windows(s, d.size).astype(np.float64)
+                    d = d.astype(np.float64)
                     # Normalise each file's contribution so loud files don't dominate.
-                    w = 1.0 / (np.mean(d.numpy() ** 2) + 1.0)
+                    w = 1.0 / (np.mean(d ** 2) + 1.0)
                     gram[level] += w * a.T @ a
-                    rhs[level] += w * a.T @ d.numpy()
+                    rhs[level] += w * a.T @ d
     for level in range(cfg.levels):
         g = gram[level] + ridge * np.trace(gram[level]) / taps * np.eye(taps)
         coef = np.linalg.solve(g, rhs[level]) if np.any(g) else np.zeros(taps)
-        with torch.no_grad():
-            model.means[level].linear.copy_(torch.from_numpy(coef).view(1, 1, -1))
+        model.means[level].set_float_linear(coef)
 
 
 def middle_excerpt(path: Path, length: int) -> np.ndarray:
@@ -132,10 +122,8 @@ def set_symmetric_lifting(model: HybridModel, level: int, predict: list[float],
         for k, v in enumerate(pairs):
             w[centre - k] += v
             w[centre + 1 + k] += v
-        with torch.no_grad():
-            net.linear.copy_(torch.from_numpy(w).view(1, 1, -1))
-            if net.hidden:
-                net.w_out.zero_()
+        net.set_float_linear(w)
+        net.w_out[:] = 0
 
 
 def search_lifting(model: HybridModel, files: list[Path], excerpt: int = 65536,
@@ -159,7 +147,7 @@ def search_lifting(model: HybridModel, files: list[Path], excerpt: int = 65536,
         for level, (p, u) in enumerate(candidate):
             set_symmetric_lifting(model, level, p, u)
         fit_means(model, files, 2)
-        return coded_cost(HybridModel.from_bytes(model.to_bytes()), frames)
+        return coded_cost(model, frames)
 
     # The landscape has several local optima that coordinate moves cannot leave, so the
     # search starts from the better of two priors: the (13,7) interpolating wavelet

@@ -1,7 +1,7 @@
 """The training objective: estimated bits of a signal's integer latents (IDF-style).
 
-The lifting flow runs in float *training* mode (:class:`hybridcodec.intconv.IntConvNet`
-with ``exact=False``: rounding with a straight-through gradient), so the latents are the
+The lifting flow runs in float *training* mode (:class:`train.nets.TorchIntConv` with
+``exact=False``: rounding with a straight-through gradient), so the latents are the
 same integers the coder sees (up to the fixed-point rounding of the weights at export),
 while gradients reach every predict, update and mean net. Each detail band ``d_l`` is
 priced under a discretized logistic with mean ``means[l](s_l)`` and one scale per block
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hybridcodec.model import HybridModel
+from .nets import TrainableModel
 
 LN2 = math.log(2.0)
 MIN_SCALE = 2.0 ** -3  # the smallest scale class of the coder's default tables
@@ -108,7 +108,7 @@ def causal_lpc_residual(e: torch.Tensor, order: int, ridge: float = 1e-6) -> tor
     return e - (pred + (torch.round(pred) - pred).detach())
 
 
-def latent_bits(model: HybridModel, x: torch.Tensor, min_scale: float = MIN_SCALE,
+def latent_bits(model: TrainableModel, x: torch.Tensor, min_scale: float = MIN_SCALE,
                 lpc_order: int = 0) -> LatentBits:
     """Estimated bits of the latents of ``x`` (batch, n): integer-valued float64 signals
     (one coded channel each, after the codec's channel decorrelation). ``lpc_order``:

@@ -1,6 +1,7 @@
-"""LightningModule: a thin training wrapper around :class:`hybridcodec.model.HybridModel`.
+"""LightningModule: a thin training wrapper around :class:`train.nets.TrainableModel`.
 
-The nets are the codec's own modules (no second implementation); the loss is
+The nets are the float twins of the codec model's, built from the same config and
+exported to the same integers (:meth:`TrainableModel.to_codec`); the loss is
 :func:`train.loss.latent_bits`, the estimated bits per sample of the integer latents.
 Optimizer and scheduler arrive as partials from the ``optim`` config group.
 """
@@ -14,9 +15,10 @@ from typing import Callable
 import lightning as L
 import torch
 
-from hybridcodec.model import HybridModel, ModelConfig
+from hybridcodec.model import ModelConfig
 
 from .loss import MIN_SCALE, latent_bits
+from .nets import TrainableModel
 
 CONFIG_KEY = "hybridcodec_model_config"  # where checkpoints keep the ModelConfig
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class CodecModule(L.LightningModule):
-    def __init__(self, model: HybridModel, optimizer: Callable | None = None,
+    def __init__(self, model: TrainableModel, optimizer: Callable | None = None,
                  scheduler: Callable | None = None, min_scale: float = MIN_SCALE,
                  lpc_order: int = 0) -> None:
         super().__init__()
@@ -68,8 +70,8 @@ class CodecModule(L.LightningModule):
         checkpoint[CONFIG_KEY] = asdict(self.model.config)
 
 
-def model_from_checkpoint(path: str) -> HybridModel:
-    """Rebuild the trained HybridModel (float weights) from a Lightning checkpoint."""
+def model_from_checkpoint(path: str) -> TrainableModel:
+    """Rebuild the trained model (float weights) from a Lightning checkpoint."""
     # Our own checkpoints only: Lightning's carry optimizer and loop state, not just tensors.
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     config = ckpt.get(CONFIG_KEY) or ckpt.get("hyper_parameters", {}).get("model_config")
@@ -80,7 +82,7 @@ def model_from_checkpoint(path: str) -> HybridModel:
     if dropped:  # options the library has removed since the checkpoint was written
         log.warning("%s: ignoring model options this hybridcodec no longer has: %s", path, dropped)
     with torch.random.fork_rng(devices=[]):
-        model = HybridModel(ModelConfig(**{k: v for k, v in config.items() if k in known}))
+        model = TrainableModel(ModelConfig(**{k: v for k, v in config.items() if k in known}))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(state)

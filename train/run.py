@@ -15,18 +15,19 @@ import torch
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from hybridcodec.model import HybridModel, ModelConfig, load_model
+from hybridcodec.model import ModelConfig, load_model
 
 from .data import AudioDataModule
 from .fit_priors import fit_means, search_lifting
 from .module import CodecModule
+from .nets import TrainableModel
 
 log = logging.getLogger(__name__)
 
 
-def build_model(model_cfg: DictConfig) -> HybridModel:
-    """HybridModel from the ``model`` config group (keys are ModelConfig fields)."""
-    return HybridModel(ModelConfig(**OmegaConf.to_container(model_cfg, resolve=True)))
+def build_model(model_cfg: DictConfig) -> TrainableModel:
+    """The trainable model from the ``model`` config group (keys are ModelConfig fields)."""
+    return TrainableModel(ModelConfig(**OmegaConf.to_container(model_cfg, resolve=True)))
 
 
 def build_datamodule(data_cfg: DictConfig) -> AudioDataModule:
@@ -36,8 +37,9 @@ def build_datamodule(data_cfg: DictConfig) -> AudioDataModule:
     return instantiate(data_cfg, root=[to_absolute_path(r) for r in roots], _convert_="all")
 
 
-def initialise(model: HybridModel, init_cfg: DictConfig, datamodule: AudioDataModule) -> None:
-    """Starting point: LeGall 5/3 lifting (what HybridModel starts as), optionally the
+def initialise(model: TrainableModel, init_cfg: DictConfig,
+               datamodule: AudioDataModule) -> None:
+    """Starting point: LeGall 5/3 lifting (what a fresh model starts as), optionally the
     weights of an existing model file of the same architecture, optionally the lifting
     steps searched against the coded size, then (optionally) the least-squares fit of
     the mean nets on the training files."""
@@ -47,16 +49,19 @@ def initialise(model: HybridModel, init_cfg: DictConfig, datamodule: AudioDataMo
         if other.config.levels != model.config.levels:
             raise ValueError(f"init.from_model={source} has {other.config.levels} levels, "
                              f"the configured model {model.config.levels}")
-        model.load_integer_state(other.integer_state())
+        model.load_codec(other)
         log.info("initialised from model %s (%s)", source, other_id)
+    # The search and the least-squares fit work on the coder's integer model.
+    codec = model.to_codec()
     if init_cfg.get("search_lifting", False):
         every = int(init_cfg.get("search_every", 3))
-        gain = search_lifting(model, datamodule.train_files[::every], log=log.info)
+        gain = search_lifting(codec, datamodule.train_files[::every], log=log.info)
         log.info("lifting steps searched: %+.2f %% coded size", 100 * (gain - 1))
     if init_cfg.get("fit_means", True):
         files = datamodule.train_files
-        fit_means(model, files, int(init_cfg.get("fit_frames", 8)))
+        fit_means(codec, files, int(init_cfg.get("fit_frames", 8)))
         log.info("least-squares prior means fitted on %d training files", len(files))
+    model.load_codec(codec)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -93,7 +98,7 @@ def train(cfg: DictConfig) -> dict:
         if best:
             model_id = export_checkpoint(best, out)
         else:
-            model_id = module.model.save(out)
+            model_id = module.model.to_codec().save(out)
         log.info("exported %s -> %s (model id %s)", best or "final weights", out, model_id)
         result["exported"] = os.fspath(out)
         result["model_id"] = model_id
