@@ -366,7 +366,7 @@ def plot(result: Analysis, path: Path, per_item: bool = False) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m listening.analyze",
-        description="Mean and 95 %% confidence interval per condition of MUSHRA results "
+        description="Mean and 95 % confidence interval per condition of MUSHRA results "
                     "(webMUSHRA's mushra.csv or the exported page's CSV), after ITU-R "
                     "BS.1534-3 post-screening.")
     parser.add_argument("results", nargs="+", help="results CSV file(s)")

@@ -538,3 +538,15 @@ def test_analysis_old_webmushra_format_and_errors(tmp_path):
     with pytest.raises(an.AnalysisError, match="not a MUSHRA results file"):
         an.analyze([bad])
     assert an.main([str(bad), "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("tool", ["listening.analyze", "listening.export"])
+def test_help_has_no_doubled_percent(tool):
+    # argparse %-formats argument help but prints a description as written, and Hydra's
+    # help is not %-formatted at all: a "%%" there reaches the user as is
+    proc = subprocess.run([sys.executable, "-m", tool, "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and "%%" not in proc.stdout
+    if tool == "listening.analyze":
+        assert "95 % confidence interval" in " ".join(proc.stdout.split())
