@@ -550,3 +550,83 @@ def test_help_has_no_doubled_percent(tool):
     assert proc.stdout.strip() and "%%" not in proc.stdout
     if tool == "listening.analyze":
         assert "95 % confidence interval" in " ".join(proc.stdout.split())
+
+
+
+def _one_line_error(capsys, argv: list[str], expect: str) -> str:
+    assert an.main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("listening.analyze: "), err
+    assert expect in err, err
+    return err
+
+
+def test_analysis_inputs_folders_patterns_and_own_outputs(tmp_path, capsys):
+    results = tmp_path / "export" / "results"
+    results.mkdir(parents=True)
+    webmushra, page, manifest = _constructed_results(results)
+    manifest.rename(tmp_path / "export" / "manifest.csv")  # the export's layout
+    # a folder is its *.csv; a pattern the shell did not expand is expanded; each file once
+    assert an.results_files([str(results)]) == [webmushra, page]
+    assert an.results_files([str(results / "*.csv"), str(page)]) == [webmushra, page]
+    # the manifest is found in the folder above the results; the report goes beside it
+    assert an.main([str(results)]) == 0
+    report = tmp_path / "export" / "analysis"
+    assert "| uuid-bad | 20 | 4 (20 %) | yes |" in (report / "mushra_summary.md").read_text()
+    assert sorted(p.name for p in results.iterdir()) == ["mushra.csv", "page.csv"]
+    capsys.readouterr()
+    # outputs among the inputs are skipped by their header, with a warning each
+    shutil.copy(report / "mushra_summary.csv", results)
+    shutil.copy(report / "mushra_screening.csv", results / "old-screening.csv")
+    assert an.main([str(results / "*.csv"), "--out", str(tmp_path / "again")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped: a summary written by listening.analyze") == 2, err
+    assert (tmp_path / "again" / "mushra_summary.csv").read_bytes() == \
+        (report / "mushra_summary.csv").read_bytes()
+    _one_line_error(capsys, [str(results / "mushra_summary.csv")],
+                    "is listening.analyze's own output")
+
+
+def test_analysis_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    webmushra, page, manifest = _constructed_results(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(capsys, [str(empty / "*.csv")], "no file matches it; save the ratings")
+    _one_line_error(capsys, [str(tmp_path / "none" / "*.csv")], "there is no folder")
+    _one_line_error(capsys, [str(empty)], "no .csv file in this folder")
+    _one_line_error(capsys, [str(tmp_path / "missing.csv")], "missing.csv: no such file")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(tmp_path / "nope.csv")],
+                    "no such manifest")
+    bad_manifest = tmp_path / "m" / "manifest.csv"
+    bad_manifest.parent.mkdir()
+    bad_manifest.write_text("file,kind\na,b\n")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(bad_manifest)],
+                    "not an export manifest (no column id, condition)")
+
+    header = webmushra.read_text().splitlines()[0]
+    good = webmushra.read_text().splitlines()[1]  # uuid-good, item00, the hidden reference
+    cases = {
+        "short row": (f"{header}\nhybridcodec_mushra,x\n", ":2: malformed row"),
+        "long row": (f"{header}\n{good},extra\n", ":2: malformed row"),
+        "score": (f"{header}\n{good.replace(',100,', ',abc,')}\n", "'abc' is not a number"),
+        "range": (f"{header}\n{good.replace(',100,', ',101,')}\n", "101 is outside 0..100"),
+        "unknown id": (f"{header}\n{good.replace(',reference,', ',s0badf00d,')}\n",
+                       "stimulus 's0badf00d' is not in"),
+        "unknown trial": (f"{header}\n{good.replace(',item00,', ',item99,')}\n",
+                          "trial 'item99' is not in"),
+        "wrong trial": (f"{header}\n{good.replace(',reference,', ',s00010001,')}\n",
+                        "belongs to trial 'item01'"),
+        "header only": (f"{header}\n", "no ratings in"),
+    }
+    for name, (text, expect) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '-')}.csv"
+        bad.write_text(text)
+        _one_line_error(capsys, [str(bad), "--manifest", str(manifest)], expect)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage")
+    _one_line_error(capsys, [str(binary)], "not a text (UTF-8) file")
+    # an output folder that cannot be made
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(manifest), "--out",
+                             str(blocker / "sub")], str(blocker / "sub"))
