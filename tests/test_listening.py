@@ -560,6 +560,16 @@ def test_help_has_no_doubled_percent(tool):
         assert "95 % confidence interval" in " ".join(proc.stdout.split())
 
 
+def test_export_bad_input_is_one_line_on_stderr(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "listening.export", "items=[no-such.flac]",
+                           f"out_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # stdout is for the summary of a finished export
+    assert proc.stderr.count("\n") == 1 and "item file not found: no-such.flac" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- the README
 
 
