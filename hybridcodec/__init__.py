@@ -2,8 +2,9 @@
 
 Public API::
 
-    hybridcodec.encode("song.flac", "song.hyb")
-    hybridcodec.decode("song.hyb", "out.flac")
+    hybridcodec.encode("song.flac", "song.hyb")        # tags, pictures, chunks kept
+    hybridcodec.decode("song.hyb", "out.flac")          # ... and written back
+    hybridcodec.decode("song.hyb", "out.wav", metadata=False)
 
 The coding functions are imported on first use, so ``import hybridcodec`` (and the CLI's
 ``--help`` or argument errors) do not pay for loading numba.

@@ -336,6 +336,10 @@ class _Run:
         for name in ("tier", "kbps", "fill", "seed"):  # encode --tier/--kbps, decode --fill/--seed
             if getattr(self.args, name, None) is not None:
                 kw[name] = getattr(self.args, name)
+        if getattr(self.args, "no_metadata", False):
+            kw["metadata"] = False
+        if getattr(self.args, "strict", False):
+            kw["strict"] = True
         return kw
 
     # -- verbs
@@ -384,6 +388,8 @@ class _Run:
         for region in getattr(report, "damaged", None) or []:
             self.warn(src, f"{region} (written as silence)")
         for text in getattr(report, "warnings", None) or []:
+            self.warn(src, text)
+        for text in getattr(report, "notes", None) or []:  # not damage: exit status unchanged
             self.warn(src, text)
         self.say(summary_line(src, dst, report))
         if getattr(report, "damaged", None) or getattr(report, "warnings", None):
@@ -694,6 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
         "encode", "encode PCM audio (WAV, FLAC, AIFF) into .hyb streams", "IN with .hyb", ".hyb"
     )
     tier_options(encode, "encode losslessly, then keep")
+    encode.add_argument("--no-metadata", action="store_true",
+                        help="store none of the input's tags, pictures, cue sheets and chunks")
+    encode.add_argument("--strict", action="store_true",
+                        help="refuse an input that disagrees with itself (a header declaring "
+                        "another length than its audio has, a FLAC MD5 its audio does not "
+                        "match): exit 3, no output (default: a warning, and the audio that "
+                        "is there is encoded)")
     decode = coding_verb(
         "decode",
         "decode .hyb streams to PCM (output format from the output's extension: "
@@ -707,6 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the output and exit with 6 (default: stop at the first problem, no output)",
     )
     fill_options(decode)
+    decode.add_argument("--no-metadata", action="store_true",
+                        help="write none of the metadata stored with the stream")
     p = sub.add_parser(
         "verify",
         help="check .hyb streams completely (every CRC, every frame decoded, the MD5) "
