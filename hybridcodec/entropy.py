@@ -24,6 +24,7 @@ from .errors import CorruptStreamError
 
 _model = constriction.stream.model
 _UNIFORM = _model.Uniform()
+_BINARY = _model.Categorical(perfect=False)  # a family: weights per symbol
 _BERNOULLI = _model.Bernoulli(perfect=False)
 UNIFORM_MAX_BITS = 16
 ZERO_CLASS = 0  # a block whose residuals are all zero: costs no bits but its class index
@@ -43,6 +44,27 @@ class TableSpec:
     mixture_scales: tuple[float, ...] = (1.0,)  # relative to the class scale
 
 
+def _binary_weights(p1: np.ndarray) -> np.ndarray:
+    """constriction weights (see :func:`integer_model`) for integer P(1) = p1 / 2**24."""
+    p1 = np.asarray(p1, np.int64)
+    return np.stack([(1 << TABLE_PRECISION) - p1 - 1, p1 - 1], axis=1).astype(np.float64)
+
+
+def integer_model(freq: np.ndarray):
+    """A constriction model whose frequencies are exactly the integers ``freq``.
+
+    ``freq`` must hold at least two entries, each >= 1, summing to 2**TABLE_PRECISION.
+    constriction's ``Categorical(perfect=False)`` turns weights ``p`` into the fixed-point
+    CDF ``floor(cum(p) * (2**24 - K) / sum(p)) + i``; with ``p = freq - 1`` the scale is
+    exactly 1 and that CDF is exactly the cumulative sum of ``freq``, so the integers the
+    format defines are the ones that reach the coder.
+    """
+    f = np.asarray(freq, np.int64)
+    if f.ndim != 1 or f.size < 2 or f.min() < 1 or int(f.sum()) != 1 << TABLE_PRECISION:
+        raise ValueError("an integer model needs >= 2 frequencies >= 1 summing to 2**24")
+    return _model.Categorical((f - 1).astype(np.float64), perfect=False)
+
+
 def logistic_mixture_cdf(x: np.ndarray, scale: float, spec: TableSpec) -> np.ndarray:
     """CDF of a zero-mean logistic mixture; only used when *building* tables."""
     total = np.zeros_like(x, dtype=np.float64)
@@ -52,8 +74,12 @@ def logistic_mixture_cdf(x: np.ndarray, scale: float, spec: TableSpec) -> np.nda
     return total
 
 
-def build_tables(spec: TableSpec) -> dict[str, np.ndarray]:
-    """Integer frequency tables for every class, as arrays to store in a model file."""
+def build_tables(spec: TableSpec, normalise: bool = False) -> dict[str, np.ndarray]:
+    """Integer frequency tables for every class, as arrays to store in a model file.
+
+    ``normalise``: every class's frequencies sum to exactly 2**TABLE_PRECISION (the
+    largest entry absorbs the rounding), as format 4's integer models require.
+    """
     shifts, halfwidths, offsets, freqs = [0], [0], [0], []
     pos = 0
     for k in range(1, spec.num_classes):
@@ -65,6 +91,8 @@ def build_tables(spec: TableSpec) -> dict[str, np.ndarray]:
         cdf = logistic_mixture_cdf(edges, scale, spec)
         p = np.concatenate([[cdf[0]], np.diff(cdf), [1.0 - cdf[-1]]])
         f = np.maximum(1, np.round(p * 2**TABLE_PRECISION)).astype(np.int64)
+        if normalise:
+            f[np.argmax(f)] += (1 << TABLE_PRECISION) - int(f.sum())
         offsets.append(pos)
         shifts.append(b)
         halfwidths.append(m)
@@ -81,8 +109,12 @@ def build_tables(spec: TableSpec) -> dict[str, np.ndarray]:
 class ScaleTables:
     """The table set in coding form: constriction models and per-symbol costs."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], spec: TableSpec) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], spec: TableSpec,
+                 exact: bool = False) -> None:
         self.spec = spec
+        # exact (format 4): each class's integers reach the coder unchanged (they sum to
+        # 2**TABLE_PRECISION); else constriction rescales them (formats 1-3).
+        self.exact = exact
         self.shift = arrays["table_shift"].astype(np.int64)
         self.halfwidth = arrays["table_halfwidth"].astype(np.int64)
         self.offset = arrays["table_offset"].astype(np.int64)
@@ -98,15 +130,19 @@ class ScaleTables:
             f = self.freq[self.offset[k]: self.offset[k] + sizes[k]]
             self._cost[self.offset[k]: self.offset[k] + sizes[k]] = (
                 np.log2(f.sum()) - np.log2(f) + self.shift[k])
-        self._delta_model = _model.Categorical(
-            _delta_probabilities(self.num_classes), perfect=False)
+        if exact:
+            self._delta_model = integer_model(delta_frequencies(self.num_classes))
+        else:
+            self._delta_model = _model.Categorical(
+                _delta_probabilities(self.num_classes), perfect=False)
 
     def model(self, k: int):
         """The constriction model of class k (built once)."""
         m = self._models.get(k)
         if m is None:
             f = self.freq[self.offset[k]: self.offset[k] + self.size[k]]
-            m = _model.Categorical(f.astype(np.float64), perfect=False)
+            m = integer_model(f) if self.exact else _model.Categorical(
+                f.astype(np.float64), perfect=False)
             self._models[k] = m
         return m
 
@@ -126,6 +162,15 @@ class ScaleTables:
         return cost
 
 
+def delta_frequencies(num_classes: int) -> np.ndarray:
+    """Format 4's integer table for class differences (sum 2**TABLE_PRECISION)."""
+    p = _delta_probabilities(num_classes)
+    total = 1 << TABLE_PRECISION
+    f = np.maximum(1, np.floor(p / p.sum() * (total - p.size))).astype(np.int64)
+    f[np.argmax(f)] += total - int(f.sum())
+    return f
+
+
 def _delta_probabilities(num_classes: int) -> np.ndarray:
     d = np.abs(np.arange(-(num_classes - 1), num_classes, dtype=np.float64))
     return 1.0 / (1.0 + d) ** 2.5
@@ -136,10 +181,25 @@ class SymbolWriter:
 
     def __init__(self) -> None:
         self._ops: list[tuple] = []
+        self._marks: list[int] = []
+
+    def mark(self) -> None:
+        """A truncation point: what was written before it can be decoded on its own."""
+        self._marks.append(len(self._ops))
+
+    def extend(self, other: "SymbolWriter") -> None:
+        """Append another writer's operations (its marks are dropped)."""
+        self._ops.extend(other._ops)
 
     def categorical(self, symbols: np.ndarray, model) -> None:
         if symbols.size:
             self._ops.append((symbols.astype(np.int32), model, None))
+
+    def binary(self, bits: np.ndarray, p1: np.ndarray) -> None:
+        """Binary symbols with per-symbol P(1) = p1 / 2**TABLE_PRECISION, p1 an integer in
+        1 .. 2**TABLE_PRECISION - 1 (exactly these integers reach the coder)."""
+        if bits.size:
+            self._ops.append((bits.astype(np.int32), _BINARY, _binary_weights(p1)))
 
     def bernoulli(self, bits: np.ndarray, p: np.ndarray) -> None:
         """Binary symbols with per-symbol P(1) (floats derived from integers only)."""
@@ -163,13 +223,36 @@ class SymbolWriter:
             values, bits = values >> chunk, bits - chunk
 
     def finish(self) -> bytes:
+        return self.finish_with_cuts()[0]
+
+    def finish_with_cuts(self) -> tuple[bytes, tuple[int, ...]]:
+        """(payload, cuts): ``cuts[j - 1]`` is the word offset at which the suffix of the
+        payload that decodes everything written before mark j starts (j = 1 .. marks).
+
+        ANS is a stack: the operations are encoded last first, so the words that the
+        first operations need are the last ones written, and a suffix of the words,
+        taken where the encoder stood just after encoding the first operation past the
+        mark, decodes the operations before it (the two words of the coder's final
+        state are not yet in the word buffer at that point, hence the ``- 2``).
+        """
         coder = constriction.stream.stack.AnsCoder()
-        for symbols, model, params in reversed(self._ops):
+        marks = sorted(set(self._marks))
+        before = {}
+        for i in range(len(self._ops) - 1, -1, -1):
+            symbols, model, params = self._ops[i]
             if params is None:
                 coder.encode_reverse(symbols, model)
             else:
                 coder.encode_reverse(symbols, model, params)
-        return coder.get_compressed().astype("<u4").tobytes()
+            before[i] = coder.num_words()
+        words = coder.get_compressed()
+        total = len(words)
+        cuts = []
+        for m in self._marks:
+            # words in the buffer once every operation at index >= m was encoded
+            n = before.get(m, 0) if m < len(self._ops) else 0
+            cuts.append(min(max(0, n - 2), total))
+        return words.astype("<u4").tobytes(), tuple(cuts)
 
 
 class SymbolReader:
@@ -186,6 +269,12 @@ class SymbolReader:
         if count == 0:
             return np.zeros(0, np.int64)
         return self._guard(lambda: self._coder.decode(model, count)).astype(np.int64)
+
+    def binary(self, p1: np.ndarray) -> np.ndarray:
+        if p1.size == 0:
+            return np.zeros(0, np.int64)
+        return self._guard(lambda: self._coder.decode(_BINARY, _binary_weights(p1))).astype(
+            np.int64)
 
     def bernoulli(self, p: np.ndarray) -> np.ndarray:
         if p.size == 0:

@@ -33,18 +33,36 @@ from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables
 from .errors import ModelError
 from .intconv import MAX_HIDDEN, MAX_TAPS, IntConv
 from .lifting import LiftingWavelet
+from .perceptual.envelope import RANGE as _ENVELOPE_RANGE, EnvelopeCoder, Resolution, \
+    envelope_table
+from .perceptual.grid import EnvelopeGrid, envelope_grid
+
+ENVELOPE_SYMBOLS = 2 * _ENVELOPE_RANGE + 3
 
 MODEL_MAGIC = "hybridcodec-model"
-MODEL_FORMAT_VERSION = 2
-# Config keys that format version 2 added, with the values that reproduce version 1's
-# coding: a version 1 file lacks them and must keep decoding the streams it wrote.
+MODEL_FORMAT_VERSION = 3
+# Config keys that later model format versions added, with the values that reproduce the
+# coding of the version before: a file lacks them and must keep decoding the streams it
+# wrote. The model id leaves a key out while it holds this value, so old ids stay.
 _VERSION_1_DEFAULTS = {"coarse_taps": 0, "feature_mu": 0, "shift_block": 0}
+_VERSION_2_DEFAULTS = {"payload": 2, "segment_length": 0, "envelope": {}}
+_LEGACY_VALUES = {**_VERSION_1_DEFAULTS, **_VERSION_2_DEFAULTS}
+#: Payload rules a model selects: 2 = the layered payload of stream formats 1-3 (a tier is
+#: a prefix of layers); 4 = format 4's segmented layers with the band-energy envelope.
+PAYLOADS = (2, 4)
 DEFAULT_MODEL_NAME = "default.hcm"
 
 # Limits for model files read from disk (the shipped model is 75 kB, 0.9 MB unpacked).
 MAX_MODEL_FILE_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 256 << 20
 MAX_TABLE_ENTRIES = 1 << 22
+
+
+DEFAULT_ENVELOPE = {
+    "slot_ms": 11.6, "erb_per_band": 1.0, "fine_levels": 2,
+    "fine": {"step": 0.5, "decimate": 1, "scale": 2.0},
+    "coarse": {"step": 1.0, "decimate": 2, "scale": 1.0},
+}
 
 
 @dataclass
@@ -76,6 +94,12 @@ class ModelConfig:
     shift_block: int = 512
     anchor_planes: int = 2  # precision layers: anchor bins of 2**P table symbols
     tables: dict = field(default_factory=lambda: asdict(TableSpec()))
+    payload: int = 4
+    # Layers are truncatable in segments of this many samples (format 4).
+    segment_length: int = 1 << 14
+    # The band-energy envelope (hybridcodec.perceptual): slot length, band width on the
+    # ERB-rate scale, quantisation step in log2 units, scale of the difference table.
+    envelope: dict = field(default_factory=lambda: dict(DEFAULT_ENVELOPE))
     description: str = "untrained: LeGall 5/3 lifting, zero prior means"
 
     def block_length(self, level: int) -> int:
@@ -87,6 +111,12 @@ def _int_in(cfg: ModelConfig, name: str, lo: int, hi: int) -> None:
     v = getattr(cfg, name)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise ValueError(f"config {name}={v!r} is not an integer in {lo}..{hi}")
+
+
+def _number_in(name: str, v, lo: float, hi: float, integer: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or \
+            not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"config {name}={v!r} out of range {lo}..{hi}")
 
 
 def validate_config(cfg: ModelConfig) -> None:
@@ -119,6 +149,28 @@ def validate_config(cfg: ModelConfig) -> None:
             kind, order, mu = stage
             if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 1024 or not 0 <= mu <= 1 << 12:
                 raise ValueError(f"config {name}: stage {list(stage)} out of range")
+    if cfg.payload not in PAYLOADS or isinstance(cfg.payload, bool):
+        raise ValueError(f"config payload={cfg.payload!r} is not one of {PAYLOADS}")
+    if cfg.payload == 4:
+        seg = cfg.segment_length
+        if isinstance(seg, bool) or not isinstance(seg, int) or seg < 1 << cfg.levels or \
+                seg > cfg.frame_length or seg & (seg - 1):
+            raise ValueError(f"config segment_length={seg!r} must be a power of two from "
+                             f"2**levels to frame_length")
+        env = cfg.envelope
+        if not isinstance(env, dict) or set(env) != set(DEFAULT_ENVELOPE):
+            raise ValueError(f"config envelope must have exactly the keys "
+                             f"{sorted(DEFAULT_ENVELOPE)}")
+        _number_in("envelope slot_ms", env["slot_ms"], 1.0, 100.0)
+        _number_in("envelope erb_per_band", env["erb_per_band"], 0.25, 8.0)
+        _number_in("envelope fine_levels", env["fine_levels"], 0, cfg.levels, integer=True)
+        for name in ("fine", "coarse"):
+            res = env[name]
+            if not isinstance(res, dict) or set(res) != {"step", "decimate", "scale"}:
+                raise ValueError(f"config envelope {name} must have step, decimate, scale")
+            _number_in(f"envelope {name} step", res["step"], 0.05, 4.0)
+            _number_in(f"envelope {name} decimate", res["decimate"], 1, 8, integer=True)
+            _number_in(f"envelope {name} scale", res["scale"], 0.05, 20.0)
     if not isinstance(cfg.tables, dict):
         raise ValueError("config tables must be an object")
     known = {f.name for f in fields(TableSpec)}
@@ -153,7 +205,11 @@ class HybridModel:
         # Mean of d_l from s_l: same geometry as a predict step (odd from even positions).
         self.means = [IntConv(c.mean_taps, c.mean_taps // 2 - 1, c.mean_hidden)
                       for _ in range(c.levels)]
-        self.table_arrays = build_tables(TableSpec(**_tuple_fields(c.tables)))
+        self.table_arrays = build_tables(TableSpec(**_tuple_fields(c.tables)),
+                                         normalise=c.payload == 4)
+        if c.payload == 4:
+            self.table_arrays["envelope_fine"] = envelope_table(c.envelope["fine"]["scale"])
+            self.table_arrays["envelope_coarse"] = envelope_table(c.envelope["coarse"]["scale"])
         self._coding_state = None
 
     # -- coding-side helpers -------------------------------------------------------
@@ -169,12 +225,34 @@ class HybridModel:
     def coarse_cascade(self) -> Cascade:
         return self._state()[2]
 
+    def envelope_coder(self, sample_rate: int) -> EnvelopeCoder:
+        """The envelope's quantiser and coder on the grid of ``sample_rate``."""
+        cache = self._state()[3]
+        coder = cache.get(sample_rate)
+        if coder is None:
+            env = self.config.envelope
+            res = [Resolution(float(env[k]["step"]), int(env[k]["decimate"]),
+                              self.table_arrays[f"envelope_{k}"]) for k in ("fine", "coarse")]
+            coder = EnvelopeCoder(res[0], res[1], int(env["fine_levels"]),
+                                  self.envelope_grid(sample_rate).band_level)
+            cache[sample_rate] = coder
+        return coder
+
+    def envelope_grid(self, sample_rate: int) -> EnvelopeGrid:
+        """The envelope's time-frequency grid at ``sample_rate`` (format 4 models)."""
+        env = self.config.envelope
+        return envelope_grid(sample_rate, self.config.levels, float(env["slot_ms"]),
+                             float(env["erb_per_band"]))
+
     def _state(self):
         if self._coding_state is None:
+            c = self.config
             self._coding_state = (ScaleTables(self.table_arrays,
-                                              TableSpec(**_tuple_fields(self.config.tables))),
+                                              TableSpec(**_tuple_fields(self.config.tables)),
+                                              exact=c.payload == 4),
                                   Cascade(self.config.detail_cascade, self.config.feature_mu),
-                                  Cascade(self.config.coarse_cascade, self.config.feature_mu))
+                                  Cascade(self.config.coarse_cascade, self.config.feature_mu),
+                                  {})
         return self._coding_state
 
     def nets(self) -> dict[str, IntConv]:
@@ -226,7 +304,7 @@ class HybridModel:
         if not isinstance(meta, dict) or meta.get("magic") != MODEL_MAGIC:
             raise ModelError(f"{name}: not a hybridcodec model file")
         version = meta.get("version")
-        if version not in (1, MODEL_FORMAT_VERSION):
+        if version not in (1, 2, MODEL_FORMAT_VERSION):
             raise ModelError(f"{name}: model format version {version} is not supported "
                              f"(this build reads versions 1 to {MODEL_FORMAT_VERSION})")
         try:
@@ -235,6 +313,8 @@ class HybridModel:
                 raise ValueError("config is not an object")
             if version == 1:
                 config = {**_VERSION_1_DEFAULTS, **config}
+            if version <= 2:
+                config = {**_VERSION_2_DEFAULTS, **config}
             unknown = set(config) - {f.name for f in fields(ModelConfig)}
             if unknown:
                 raise ValueError(f"unknown config keys {sorted(unknown)}")
@@ -261,7 +341,8 @@ class HybridModel:
             if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
                 raise ValueError(f"table {key} must be a 1-D integer array")
             tables[key] = a.astype(np.int64)
-        _check_tables(tables, TableSpec(**_tuple_fields(self.config.tables)))
+        _check_tables(tables, TableSpec(**_tuple_fields(self.config.tables)),
+                      self.config.payload == 4)
         self.table_arrays = tables
         self._coding_state = None
 
@@ -285,8 +366,10 @@ def _read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
         raise ModelError(f"{name}: not a hybridcodec model file") from None
 
 
-def _check_tables(t: dict[str, np.ndarray], spec: TableSpec) -> None:
-    """The class tables must describe ``num_classes`` valid frequency tables."""
+def _check_tables(t: dict[str, np.ndarray], spec: TableSpec, exact: bool) -> None:
+    """The class tables must describe ``num_classes`` valid frequency tables (summing to
+    exactly 2**TABLE_PRECISION each where ``exact``), and format 4's envelope table must
+    be a valid integer model."""
     shift, half, offset, freq = (t["table_shift"], t["table_halfwidth"], t["table_offset"],
                                  t["table_freq"])
     k = spec.num_classes
@@ -303,6 +386,15 @@ def _check_tables(t: dict[str, np.ndarray], spec: TableSpec) -> None:
         raise ValueError("tables: offsets do not match the class sizes")
     if freq.size and (freq.min() < 1 or freq.max() > 1 << TABLE_PRECISION):
         raise ValueError("tables: frequencies out of range")
+    if exact:
+        sums = np.add.reduceat(freq, offset[1:]) if k > 1 else np.zeros(0, np.int64)
+        if (sums != 1 << TABLE_PRECISION).any():
+            raise ValueError("tables: a class's frequencies do not sum to 2**24")
+        for key in ("envelope_fine", "envelope_coarse"):
+            env = t.get(key)
+            if env is None or env.size != ENVELOPE_SYMBOLS or env.min() < 1 or \
+                    int(env.sum()) != 1 << TABLE_PRECISION:
+                raise ValueError(f"tables: invalid {key} table")
 
 
 def _tuple_fields(d: dict) -> dict:
@@ -316,7 +408,7 @@ def model_id_of(model: HybridModel) -> str:
     it then changes nothing, and an earlier model keeps the id its streams carry.
     """
     config = {k: v for k, v in asdict(model.config).items()
-              if k not in _VERSION_1_DEFAULTS or v != _VERSION_1_DEFAULTS[k]}
+              if k not in _LEGACY_VALUES or v != _LEGACY_VALUES[k]}
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key, arr in sorted(model.integer_state().items()):
         h.update(key.encode())

@@ -27,8 +27,8 @@ import numpy as np
 
 import constriction
 
-from .entropy import ScaleTables, SymbolReader, SymbolWriter, ZERO_CLASS, read_escapes, \
-    write_escapes
+from .entropy import TABLE_PRECISION, ScaleTables, SymbolReader, SymbolWriter, ZERO_CLASS, \
+    integer_model, read_escapes, write_escapes
 
 FILL_MODES = ("sample", "mean", "zero")
 
@@ -70,8 +70,12 @@ class PlaneTables:
             lo = self.origin[k] + (j << self.planes)
             mass = self.interval_mass(np.full(j.size, k), lo, lo + (1 << self.planes))
             f = self.t.freq[self.t.offset[k]: self.t.offset[k] + self.t.size[k]]
-            probs = np.concatenate([[f[0]], mass, [f[-1]]]).astype(np.float64)
-            m = constriction.stream.model.Categorical(probs, perfect=False)
+            probs = np.concatenate([[f[0]], mass, [f[-1]]])
+            if self.t.exact:
+                m = integer_model(probs)
+            else:
+                m = constriction.stream.model.Categorical(probs.astype(np.float64),
+                                                          perfect=False)
             self._models[k] = m
         return m
 
@@ -86,18 +90,27 @@ class PlaneTables:
         return np.where(per == ZERO_CLASS, -1, self.t.shift[per]), self.t.halfwidth[per]
 
 
-def _plane_probability(pt: PlaneTables, classes, lo, plane):
-    """P(bit = 1) on [lo, lo + 2**(plane+1)), which bits are uncertain, and forced bits."""
+def _plane_probability(pt: PlaneTables, classes, lo, plane, exact: bool = False):
+    """P(bit = 1) on [lo, lo + 2**(plane+1)), which bits are uncertain, and forced bits.
+
+    ``exact``: P(1) as the integer ``floor(upper * 2**24 / (upper + lower))`` clipped to
+    1 .. 2**24 - 1 (format 4: integers reach the coder), else as a float (formats 1-3).
+    """
     width = 1 << plane
     upper = pt.interval_mass(classes, lo + width, lo + 2 * width)
     lower = pt.interval_mass(classes, lo, lo + width)
     uncertain = (upper > 0) & (lower > 0)
-    p = upper[uncertain] / (upper[uncertain] + lower[uncertain]).astype(np.float64)
+    u, total = upper[uncertain], upper[uncertain] + lower[uncertain]
+    if exact:
+        one = 1 << TABLE_PRECISION
+        p = np.clip((u << TABLE_PRECISION) // total, 1, one - 1)
+    else:
+        p = u / total.astype(np.float64)
     return p, uncertain, (upper > 0).astype(np.int64)
 
 
 def write_band_groups(writers: list[SymbolWriter], r: np.ndarray, per: np.ndarray,
-                      pt: PlaneTables) -> None:
+                      pt: PlaneTables, exact: bool = False) -> None:
     """Code residuals ``r`` (per-sample classes ``per``) into the group writers."""
     coded = per != ZERO_CLASS
     rc, pc = r[coded], per[coded]
@@ -118,14 +131,17 @@ def write_band_groups(writers: list[SymbolWriter], r: np.ndarray, per: np.ndarra
     top = len(writers) - 2  # the model's maximum anchor planes: plane p -> group top - p
     for plane in range(P - 1, -1, -1):
         bit = (rel >> plane) & 1
-        p, uncertain, _ = _plane_probability(pt, pc, lo, plane)
-        writers[top - plane].bernoulli(bit[uncertain], p)
+        p, uncertain, _ = _plane_probability(pt, pc, lo, plane, exact)
+        if exact:
+            writers[top - plane].binary(bit[uncertain], p)
+        else:
+            writers[top - plane].bernoulli(bit[uncertain], p)
         lo = lo + (bit << plane)
     writers[-1].uniform(rc[keep] - (q[keep] << b[keep]), b[keep])
 
 
 def read_band_groups(readers: list[SymbolReader | None], per: np.ndarray, pt: PlaneTables,
-                     fill: str, rng: np.random.Generator | None
+                     fill: str, rng: np.random.Generator | None, exact: bool = False
                      ) -> tuple[np.ndarray, np.ndarray, bool]:
     """(anchor residuals, best residual estimate, exact) from the groups present.
 
@@ -159,8 +175,9 @@ def read_band_groups(readers: list[SymbolReader | None], per: np.ndarray, pt: Pl
     for plane in range(P - 1, -1, -1):
         if readers[top - plane] is None:
             break
-        p, uncertain, bit = _plane_probability(pt, pk, lo, plane)
-        bit[uncertain] = readers[top - plane].bernoulli(p)
+        p, uncertain, bit = _plane_probability(pt, pk, lo, plane, exact)
+        bit[uncertain] = (readers[top - plane].binary(p) if exact
+                          else readers[top - plane].bernoulli(p))
         lo = lo + (bit << plane)
         width = 1 << plane
     if readers[-1] is not None:

@@ -1,0 +1,186 @@
+"""The decoder's fill: a lossy tier's output brought to its coded band energies.
+
+A lower tier leaves bands (or stretches of a band) out, and codes others coarsely. The
+decoder synthesises the wavelet bands it has, then runs this post-processor on the PCM of
+every output channel, on the envelope's STFT grid (:mod:`.grid`):
+
+* a band the tier does not code in a slot is replaced by noise at the band's coded energy
+  (the wavelet synthesis leaves only leakage and images of the octave below there);
+* a coded band whose decoded energy exceeds its coded energy by more than ``TOLERANCE_DB``
+  (quantisation noise in a quiet band) is scaled down to it, and one that falls more than
+  ``HOLE_DB`` short (the soft edge of a dropped octave next to it, or coefficients the
+  tier quantised to zero) gets noise for the difference; both margins are at least half
+  the band's quantisation step plus 0.5 dB.
+
+Overlap-added noise frames do not land exactly on their targets (each window also sees
+its neighbours' noise), so the filled bands are corrected ``ITERATIONS`` times: the output
+is analysed again and every filled band of every slot rescaled to its target.
+
+The windows overlap across frame boundaries and the fill is one continuous process over
+the stream, so there is no seam at a frame boundary. Output lags the input by two hops;
+:meth:`EnvelopeFill.finish` returns the rest. The noise comes from a generator per frame
+and channel seeded by (seed, frame index, channel), so a decode is reproducible, and a
+decode that starts at frame k gives frame k's noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .envelope import EnvelopeCoder
+from .grid import EnvelopeGrid
+
+TOLERANCE_DB = 1.0
+HOLE_DB = 1.0
+ITERATIONS = 2
+# Noise synthesised in one window and overlap-added with the sine window keeps half the
+# power of a windowed signal with the same spectrum (the sum of w**2 over the overlaps is
+# 1, the mean of w**2 over one window 1/2): the fill's power is doubled to match.
+NOISE_GAIN = 2.0
+
+
+class EnvelopeFill:
+    """Streaming post-processor for one decoded stream (see the module docstring).
+
+    ``push(pcm, q, coded, frame_index)`` takes a frame's decoded PCM (n, channels) as
+    floats, its envelope ``q`` (channels, bands, slots of the frame) and ``coded``
+    (bands, slots): whether the tier codes that band there; it returns the output samples
+    that are complete. Frames are pushed in order, from the frame that starts at sample
+    ``start``.
+    """
+
+    def __init__(self, grid: EnvelopeGrid, coder: EnvelopeCoder, channels: int,
+                 total: int, seed: int = 0, start: int = 0, shape: bool = False) -> None:
+        self.grid, self.coder, self.total = grid, coder, total
+        self.channels = channels
+        self.seed = seed
+        self.shape = shape  # uncoded bands keep the decoded structure, levelled
+        # A band's coded energy is only known to half its quantisation step: the
+        # tolerances grow with the step of the band.
+        margin = np.maximum(coder.step_db() / 2 + 0.5, TOLERANCE_DB)
+        self.high = 10.0 ** (np.maximum(margin, TOLERANCE_DB) / 10.0)
+        self.low = 10.0 ** (np.maximum(margin, HOLE_DB) / 10.0)
+        h = grid.hop
+        self.next_slot = -(-start // h)  # first slot not yet processed
+        self.origin = (self.next_slot - 1) * h  # stream sample of x_buf[0] and y_acc[0]
+        self.x_buf = np.zeros((max(start - self.origin, 0), channels))
+        self.y_acc = np.zeros((self.x_buf.shape[0] + 2 * h, channels))
+        self.emitted = start  # next output sample
+        self.pushed = start
+        self.pending: list[tuple[np.ndarray, np.ndarray, list]] = []  # per frame
+        self.pending_slots = 0
+        lo = np.array([a for a, _ in grid.band_bins])
+        self._starts = lo
+        self._widths = np.array([b - a for a, b in grid.band_bins], np.float64)
+        self._bin_band = np.full(h + 1, -1, np.int64)
+        for b, (a, c) in enumerate(grid.band_bins):
+            self._bin_band[a:c] = b
+        self._in_band = self._bin_band >= 0
+
+    def push(self, pcm: np.ndarray, q: np.ndarray, coded: np.ndarray,
+             frame_index: int) -> np.ndarray:
+        self.x_buf = np.concatenate([self.x_buf, np.asarray(pcm, np.float64)], axis=0)
+        self.pushed += pcm.shape[0]
+        gens = [np.random.default_rng([self.seed, frame_index, c]) for c in range(self.channels)]
+        self.pending.append((np.asarray(q), np.asarray(coded, bool), gens))
+        return self._run(final=self.pushed >= self.total)
+
+    def finish(self) -> np.ndarray:
+        """The remaining output (after the last frame)."""
+        return self._run(final=True)
+
+    # -- internals -----------------------------------------------------------------
+    def _run(self, final: bool) -> np.ndarray:
+        h = self.grid.hop
+        # Slots whose whole window is decoded (all of them at the end of the stream).
+        while self.pending:
+            q, coded, gens = self.pending[0]
+            limit = q.shape[2] if final else min(q.shape[2],
+                                                 self.pushed // h - 1 - self.next_slot)
+            if limit <= 0:
+                break
+            self._process(q[:, :, :limit], coded[:, :limit], gens)
+            if limit == q.shape[2]:
+                self.pending.pop(0)
+            else:
+                self.pending[0] = (q[:, :, limit:], coded[:, limit:], gens)
+                break
+        # Sample m is complete once both slots covering it (m // H and m // H + 1) are in.
+        done = min((self.next_slot - 1) * h if not final else self.total, self.total)
+        count = max(done - self.emitted, 0)
+        lo = self.emitted - self.origin
+        out = self.y_acc[lo: lo + count].copy()
+        self.emitted += count
+        cut = max(min((self.next_slot - 1) * h, self.emitted) - self.origin, 0)
+        if cut:
+            self.x_buf = self.x_buf[cut:]
+            self.y_acc = self.y_acc[cut:]
+            self.origin += cut
+        return out if out.size else np.zeros((0, self.channels))
+
+    def _band_mean(self, power: np.ndarray) -> np.ndarray:
+        """(slots, bands) mean over each band's bins of (slots, bins) powers."""
+        return np.add.reduceat(power[:, self._in_band], self._band_offsets(), axis=1) / \
+            self._widths
+
+    def _band_offsets(self) -> np.ndarray:
+        return self._starts - self._starts[0]
+
+    def _expand(self, per_band: np.ndarray) -> np.ndarray:
+        """(slots, bands) -> (slots, bins) with 1 outside the bands."""
+        out = np.ones((per_band.shape[0], self._bin_band.size))
+        out[:, self._in_band] = per_band[:, self._bin_band[self._in_band]]
+        return out
+
+    def _process(self, q: np.ndarray, coded: np.ndarray, gens: list) -> None:
+        h, n = self.grid.hop, self.grid.window_length
+        count = q.shape[2]
+        t0 = self.next_slot
+        need = (t0 + count + 1) * h - self.origin
+        for name in ("x_buf", "y_acc"):
+            buf = getattr(self, name)
+            if buf.shape[0] < need:
+                setattr(self, name, np.concatenate(
+                    [buf, np.zeros((need - buf.shape[0], self.channels))], axis=0))
+        w = self.grid.window
+        starts = (np.arange(t0, t0 + count) - 1) * h - self.origin
+        idx = starts[:, None] + np.arange(n)[None, :]
+        uncoded = ~coded.T  # (slots, bands)
+        fill_bins = self._expand(uncoded.astype(np.float64)) > 0.5
+        fill_bins[:, ~self._in_band] = False
+        region = slice(starts[0], starts[-1] + n)
+        for c in range(self.channels):
+            target = self.coder.power(q[c]).T  # (slots, bands)
+            spec = np.fft.rfft(self.x_buf[idx, c] * w, axis=1)
+            decoded = self._band_mean(np.abs(spec) ** 2)
+            noise = gens[c].standard_normal((2, count, h + 1))
+            noise = noise[0] + 1j * noise[1]
+            pn = self._band_mean(np.abs(noise) ** 2)
+            # coded bands: scale down where too loud, add noise for a hole
+            graded = ~uncoded | self.shape
+            loud = graded & (decoded > target * self.high)
+            hole = graded & (decoded * self.low < target)
+            scale = np.where(loud, np.sqrt(target / np.maximum(decoded, 1e-300)), 1.0)
+            add = np.where(hole, NOISE_GAIN * (target - decoded), 0.0)
+            if not self.shape:
+                add = np.where(uncoded, NOISE_GAIN * target, add)
+            keep = np.where(uncoded & ~self.shape, 0.0, scale)
+            spec = spec * self._expand(keep) + noise * self._expand(
+                np.sqrt(add / np.maximum(pn, 1e-300)))
+            base = self.y_acc[region, c].copy()
+            for _ in range(ITERATIONS):
+                out = base.copy()
+                frames = np.fft.irfft(spec, n, axis=1) * w
+                for k in range(count):
+                    out[starts[k] - starts[0]: starts[k] - starts[0] + n] += frames[k]
+                local = idx - starts[0]
+                again = np.fft.rfft(out[local] * w, axis=1)
+                got = self._band_mean(np.abs(again) ** 2)
+                gain = np.where(uncoded, np.sqrt(target / np.maximum(got, 1e-300)), 1.0)
+                gain[-1] = 1.0  # its next neighbour is not synthesised yet
+                g = self._expand(gain)
+                spec = np.where(fill_bins, again * g, spec)
+            frames = np.fft.irfft(spec, n, axis=1) * w
+            for k in range(count):
+                self.y_acc[starts[k]: starts[k] + n, c] += frames[k]
+        self.next_slot = t0 + count
