@@ -533,12 +533,10 @@ class _Run:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    # the package's own attribute: importlib.metadata alone would take a third of --version
+    from . import __version__
 
-        return version("hybridcodec")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 def _jobs_arg(text: str) -> int:
@@ -846,6 +844,10 @@ def main(
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    if argv is None:  # the process's own command line: its numba is the codec's alone
+        from .jit import command_line_process
+
+        command_line_process()
     run: _Run | None = None
     previous = _install_signal_handlers()
     try:

@@ -25,8 +25,6 @@ from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamR
                         read_stream_layout, write_footer, write_frame, write_header)
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
                      ModelMismatchError, UsageError)
-from .framecodec import decode_frame, encode_frame, layer_count
-from .model import bundled_model_path, load_model
 from .tiers import layer_name, layer_order
 from .truncation import GROUPS_KEY, truncate_file
 
@@ -251,6 +249,8 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     front to back. ``jobs`` > 1 codes frames in that many worker processes (0: one per
     CPU); the stream is byte-identical to ``jobs=1``.
     """
+    from .framecodec import layer_count  # the coder (numba) only where it codes: not for info
+    from .model import load_model
     from .parallel import frame_runner
 
     start = time.perf_counter()
@@ -345,6 +345,8 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
     cannot be decoded (container damage, payload CRC, codec error, samples out of range)
     becomes silence and is listed, and the rest is decoded (docs/format.md, "Recovery").
     """
+    from .framecodec import layer_count  # the coder (numba) only where it codes
+    from .model import bundled_model_path, load_model
     from .parallel import frame_runner
 
     stream = StreamReader(fp, recover=ignore_errors)

@@ -1,4 +1,5 @@
-"""Start-up: where numba caches the codec's kernels."""
+"""Start-up: what the command line imports, where numba caches the kernels, and that a
+command-line process spares numba's optional imports while a library process keeps them."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
+import hybridcodec
 from hybridcodec import jit
 
 REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("numpy", "numba", "scipy", "constriction", "torch", "soundfile", "llvmlite")
 
 
 def python(code: str, *args: str, env: dict | None = None, cwd=None) -> dict:
@@ -25,6 +30,115 @@ def python(code: str, *args: str, env: dict | None = None, cwd=None) -> dict:
                           cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+LOADED = """
+import json, sys
+def loaded(prefixes):
+    return sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in prefixes})
+"""
+
+
+def test_import_cli_loads_nothing_heavy():
+    got = python(LOADED + f"""
+import hybridcodec, hybridcodec.cli
+print(json.dumps({{"loaded": loaded({HEAVY!r})}}))
+""")
+    assert got["loaded"] == []
+
+
+def test_version_loads_nothing_heavy():
+    got = python(LOADED + f"""
+import io, contextlib
+sys.argv = ["hybridcodec", "--version"]
+from hybridcodec.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = main()
+print(json.dumps({{"code": code, "out": out.getvalue(),
+                  "loaded": loaded({HEAVY!r} + ("importlib.metadata",))}}))
+""")
+    assert got["code"] == 0 and got["loaded"] == []
+    assert got["out"].strip() == f"hybridcodec {hybridcodec.__version__}"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "clip.wav"
+    rng = np.random.default_rng(0)
+    sf.write(path, rng.integers(-3000, 3000, (3000, 2)).astype(np.int16), 44100,
+             subtype="PCM_16")
+    return path
+
+
+COMMAND_LINE = LOADED + """
+import gc
+sys.argv = ["hybridcodec", *sys.argv[1:]]
+from hybridcodec.cli import main
+code = main()
+import numba.np.arraymath
+print(json.dumps({"code": code, "gc": gc.isenabled(), "blas": numba.np.arraymath._HAVE_BLAS,
+                  "loaded": sorted(m for m in ("scipy.linalg", "cffi", "multiprocessing",
+                                               "concurrent.futures") if m in sys.modules)}))
+"""
+
+
+def test_command_line_spares_numba_what_the_kernels_do_not_need(clip, tmp_path):
+    """The command line (main() on sys.argv) codes without scipy.linalg, cffi or a process
+    pool, with the collector running again, and writes the bytes the library writes."""
+    out = tmp_path / "clip.hyb"
+    got = python(COMMAND_LINE, "encode", str(clip), str(out), "-q")
+    assert got == {"code": 0, "gc": True, "blas": False, "loaded": []}
+    expected = tmp_path / "library.hyb"
+    hybridcodec.encode(clip, expected)
+    assert out.read_bytes() == expected.read_bytes()
+    got = python(COMMAND_LINE, "decode", str(out), str(tmp_path / "back.wav"), "-q")
+    assert got == {"code": 0, "gc": True, "blas": False, "loaded": []}
+    assert np.array_equal(sf.read(tmp_path / "back.wav", dtype="int16")[0],
+                          sf.read(clip, dtype="int16")[0])
+
+
+def test_command_line_with_workers(clip, tmp_path):
+    out = tmp_path / "clip.hyb"
+    got = python(COMMAND_LINE, "encode", str(clip), str(out), "-q", "-j", "2")
+    assert got["code"] == 0 and got["gc"] is True
+    expected = tmp_path / "library.hyb"
+    hybridcodec.encode(clip, expected)
+    assert out.read_bytes() == expected.read_bytes()
+
+
+def test_library_process_keeps_numbas_probes(clip):
+    """main(argv) and the library leave numba as it is: a user's own numba code in the
+    same process may need np.dot (BLAS), and scipy is installed here."""
+    pytest.importorskip("scipy.linalg")
+    got = python(f"""
+import gc, json, sys
+from hybridcodec import cli
+code = cli.main(["verify", "-q", sys.argv[1]])
+import numba.np.arraymath
+print(json.dumps({{"code": code, "gc": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                  "blas": numba.np.arraymath._HAVE_BLAS}}))
+""", str(_encoded(clip)))
+    assert got == {"code": 0, "gc": True, "frozen": 0, "blas": True}
+
+
+def _encoded(clip: Path) -> Path:
+    hyb = clip.with_suffix(".hyb")
+    if not hyb.exists():
+        hybridcodec.encode(clip, hyb)
+    return hyb
+
+
+def test_info_does_not_load_the_coder(clip):
+    got = python(LOADED + """
+import io, contextlib
+sys.argv = ["hybridcodec", "info", sys.argv[1]]
+from hybridcodec.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main()
+print(json.dumps({"code": code, "loaded": loaded(("numba", "constriction", "llvmlite"))}))
+""", str(_encoded(clip)))
+    assert got == {"code": 0, "loaded": []}
 
 
 # --------------------------------------------------------------------------- numba's cache
@@ -125,3 +239,23 @@ print(json.dumps({"path": stats.cache_path, "hits": sum(stats.cache_hits.values(
     second = python(code, env=env)
     assert second["path"] == first["path"] and second["hits"] == 1 and second["misses"] == 0
     assert second["config"] == ""  # numba's own setting for everyone else
+
+
+def test_a_loaded_model_does_not_build_tables(monkeypatch):
+    """Loading a model file takes its tables from the file; only a new model builds them."""
+    from hybridcodec import model as model_module
+    from hybridcodec.entropy import TableSpec, build_tables
+
+    data = model_module.HybridModel().to_bytes()
+
+    def refuse(spec):
+        raise AssertionError("tables built for a model that brought its own")
+
+    monkeypatch.setattr(model_module, "build_tables", refuse)
+    loaded = model_module.HybridModel.from_bytes(data)
+    assert loaded.tables.num_classes == TableSpec().num_classes
+    monkeypatch.undo()
+    fresh = model_module.HybridModel()
+    for key, table in build_tables(TableSpec()).items():
+        assert np.array_equal(fresh.table_arrays[key], table)
+        assert np.array_equal(loaded.table_arrays[key], table)
