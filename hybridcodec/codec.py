@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -240,7 +240,8 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
 @single_threaded
 def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                      model: str | None = None, overwrite: bool = False,
-                     progress: Progress | None = None, jobs: int = 1) -> CodingReport:
+                     progress: Progress | None = None, jobs: int = 1,
+                     pcm_reader=None) -> CodingReport:
     """Lossless encode (see :func:`encode_file`).
 
     ``src`` and ``dst`` are paths or binary file objects (e.g. ``sys.stdin.buffer`` /
@@ -248,6 +249,11 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     (the header needs the length); a path output is written atomically, a file object
     front to back. ``jobs`` > 1 codes frames in that many worker processes (0: one per
     CPU); the stream is byte-identical to ``jobs=1``.
+
+    ``pcm_reader``: PCM that is already open, read instead of ``src`` (which then only
+    names it in messages): an object like :class:`~hybridcodec.audio_io.AudioReader`
+    with ``info``, ``read(n)``, ``nbytes`` and the context manager protocol
+    (:func:`hybridcodec.api.encode_array`'s array).
     """
     from .framecodec import layer_count  # the coder (numba) only where it codes: not for info
     from .model import load_model
@@ -259,12 +265,12 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     net, model_id = load_model(model)
     cfg = net.config
     spool = None
-    if is_file_object(src) and not _seekable(src):
+    if pcm_reader is None and is_file_object(src) and not _seekable(src):
         spool = _spool(src)
     try:
         source = spool if spool is not None else src
-        input_bytes = _size(source)
-        with open_audio(source) as reader:
+        input_bytes = _size(source) if pcm_reader is None else pcm_reader.nbytes
+        with (open_audio(source) if pcm_reader is None else pcm_reader) as reader:
             info = reader.info
             header = StreamHeader(
                 sample_rate=info.sample_rate, channels=info.channels,
@@ -336,100 +342,138 @@ class _DecodeResult:
     bytes_read: int
 
 
+class _StreamDecoder:
+    """One stream decoded frame by frame: the loop behind :func:`decode_file`,
+    :func:`verify_file` and :func:`hybridcodec.api.open_stream`.
+
+    Construction reads the header and checks the model (errors raise there);
+    :meth:`blocks` yields each frame's PCM as int32 ``(n, channels)``; :meth:`finish`,
+    after the last block, checks the MD5. Strict (``ignore_errors`` false): the first
+    problem raises. Otherwise a frame that cannot be decoded (container damage, payload
+    CRC, codec error, samples out of range) becomes silence and is listed, and the rest
+    is decoded (docs/format.md, "Recovery").
+    """
+
+    def __init__(self, fp: BinaryIO, name: str, *, model: str | None, ignore_errors: bool,
+                 jobs: int, fill: str = "sample", seed: int = 0) -> None:
+        from .framecodec import layer_count  # the coder (numba) only where it codes
+        from .model import bundled_model_path, load_model
+
+        self.name = name
+        self.stream = stream = StreamReader(fp, recover=ignore_errors)
+        self.header = header = stream.header
+        net, model_id = load_model(model)
+        if model is None and header.model_id != model_id:
+            earlier = bundled_model_path(header.model_id)  # written by an earlier release
+            if earlier is not None:
+                model = earlier
+                net, model_id = load_model(model)
+        check_model(header, model_id, model, name)
+        if header.levels != net.config.levels or \
+                header.frame_length != net.config.frame_length \
+                or header.num_layers > layer_count(net):
+            raise CorruptStreamError(f"{name}: header disagrees with its model")
+        self.lossless = header.num_layers == layer_count(net)
+        self.info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
+                              header.bits_per_sample, header.subtype, header.source_format)
+        self.damaged: list[DamagedRegion] = []
+        self.warnings: list[str] = []
+        self.md5_ok: bool | None = None
+        self.done = 0  # samples (per channel) yielded
+        self._net, self._model, self._jobs = net, model, jobs
+        self._ignore_errors, self._fill, self._seed = ignore_errors, fill, seed
+        self._md5 = hashlib.md5()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Each frame's PCM, in order; damaged frames as silence (``ignore_errors``)."""
+        from .parallel import frame_runner
+
+        header, name, stream = self.header, self.name, self.stream
+        lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
+
+        def tasks():
+            for item in stream.frames():
+                cancel.checkpoint()
+                if isinstance(item, DamagedFrame):
+                    yield "pass", item
+                else:
+                    yield ("decode", dict(item.layers), item.num_samples, header.channels,
+                           f"{name}: frame {item.index}",
+                           {"carried": header.num_layers, "bits": header.bits_per_sample,
+                            "fill": self._fill, "seed": self._seed,
+                            "frame_index": item.index})
+
+        def damage(index: int, n: int, reason: str) -> np.ndarray:
+            first = index * header.frame_length
+            self.damaged.append(DamagedRegion(index, first, first + n, reason))
+            return np.zeros((n, header.channels), np.int64)
+
+        with frame_runner(self._jobs, self._net, self._model) as runner:
+            index = 0
+            for result in runner.run(tasks()):
+                n = header.frame_num_samples(index)
+                where = f"{name}: frame {index}"
+                if isinstance(result, DamagedFrame):
+                    pcm = damage(index, n, result.reason)
+                elif isinstance(result, HybridCodecError):
+                    if not self._ignore_errors:
+                        raise result
+                    pcm = damage(index, n, str(result).replace(f"{where}: ", "").replace(
+                        f"{where} ", ""))
+                elif result.size and (result.min() < lo or result.max() >= hi):
+                    if not self._ignore_errors:
+                        raise CorruptStreamError(f"{where}: decoded samples out of range")
+                    pcm = damage(index, n, "decoded samples out of range")
+                else:
+                    pcm = result
+                self._md5.update(pcm_bytes(pcm, header.bits_per_sample))
+                self.done += n
+                index += 1
+                yield pcm.astype(np.int32)
+        self.warnings = list(stream.problems)
+
+    def finish(self) -> None:
+        """After the last block: compare the MD5 (lossless streams), set :attr:`md5_ok`."""
+        footer = self.stream.footer
+        if footer is None or not self.lossless:
+            self.md5_ok = None  # a lower tier cannot reproduce the original PCM
+            return
+        self.md5_ok = self._md5.digest() == footer.md5
+        if not self.md5_ok:
+            if not self._ignore_errors:
+                raise CorruptStreamError(f"{self.name}: MD5 mismatch, decoded audio is wrong")
+            if self.damaged:
+                n = len(self.damaged)
+                self.warnings.append(f"MD5 mismatch, as expected with {n} damaged "
+                                     f"frame{'s' if n != 1 else ''}")
+            else:
+                self.warnings.append("MD5 mismatch, decoded audio is wrong")
+
+
 def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
                    ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
                    seed: int = 0) -> _DecodeResult:
-    """Decode a stream frame by frame, handing PCM blocks to ``open_sink(info)``'s writer.
-
-    Strict (``ignore_errors`` false): the first problem raises. Otherwise a frame that
-    cannot be decoded (container damage, payload CRC, codec error, samples out of range)
-    becomes silence and is listed, and the rest is decoded (docs/format.md, "Recovery").
-    """
-    from .framecodec import layer_count  # the coder (numba) only where it codes
-    from .model import bundled_model_path, load_model
-    from .parallel import frame_runner
-
-    stream = StreamReader(fp, recover=ignore_errors)
-    header = stream.header
-    net, model_id = load_model(model)
-    if model is None and header.model_id != model_id:
-        earlier = bundled_model_path(header.model_id)  # written by an earlier release
-        if earlier is not None:
-            model = earlier
-            net, model_id = load_model(model)
-    check_model(header, model_id, model, name)
-    if header.levels != net.config.levels or header.frame_length != net.config.frame_length \
-            or header.num_layers > layer_count(net):
-        raise CorruptStreamError(f"{name}: header disagrees with its model")
-    lossless = header.num_layers == layer_count(net)
-    info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
-                     header.bits_per_sample, header.subtype, header.source_format)
-    md5 = hashlib.md5()
-    lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
-    damaged: list[DamagedRegion] = []
-
-    def tasks():
-        for item in stream.frames():
-            cancel.checkpoint()
-            if isinstance(item, DamagedFrame):
-                yield "pass", item
-            else:
-                yield ("decode", dict(item.layers), item.num_samples, header.channels,
-                       f"{name}: frame {item.index}",
-                       {"carried": header.num_layers, "bits": header.bits_per_sample,
-                        "fill": fill, "seed": seed, "frame_index": item.index})
-
-    def damage(index: int, n: int, reason: str) -> np.ndarray:
-        first = index * header.frame_length
-        damaged.append(DamagedRegion(index, first, first + n, reason))
-        return np.zeros((n, header.channels), np.int64)
-
-    with open_sink(info) as out, frame_runner(jobs, net, model) as runner:
-        done = 0
-        index = 0
-        for result in runner.run(tasks()):
-            n = header.frame_num_samples(index)
-            where = f"{name}: frame {index}"
-            if isinstance(result, DamagedFrame):
-                pcm = damage(index, n, result.reason)
-            elif isinstance(result, HybridCodecError):
-                if not ignore_errors:
-                    raise result
-                pcm = damage(index, n, str(result).replace(f"{where}: ", "").replace(
-                    f"{where} ", ""))
-            elif result.size and (result.min() < lo or result.max() >= hi):
-                if not ignore_errors:
-                    raise CorruptStreamError(f"{where}: decoded samples out of range")
-                pcm = damage(index, n, "decoded samples out of range")
-            else:
-                pcm = result
-            md5.update(pcm_bytes(pcm, header.bits_per_sample))
+    """Decode a stream frame by frame, handing PCM blocks to ``open_sink(info)``'s writer
+    (see :class:`_StreamDecoder`)."""
+    decoder = _StreamDecoder(fp, name, model=model, ignore_errors=ignore_errors, jobs=jobs,
+                             fill=fill, seed=seed)
+    header = decoder.header
+    with open_sink(decoder.info) as out, contextlib.closing(decoder.blocks()) as blocks:
+        for pcm in blocks:
             if out is not None:
-                out.write(pcm.astype(np.int32))
-            done += n
-            index += 1
+                out.write(pcm)
             if progress:
-                progress(done, header.num_samples)
-        warnings = list(stream.problems)
-        if stream.missing_from is not None and out is not None:
+                progress(decoder.done, header.num_samples)
+        warnings = decoder.warnings
+        if decoder.stream.missing_from is not None and out is not None:
             # the output ends early; a WAV on a pipe keeps the longer length it declared
             if hasattr(out, "allow_short"):
                 out.allow_short = True
                 warnings.append(f"the WAV header written to {display_name(out.path)} declares "
-                                f"{header.num_samples} samples, {done} were written")
-        if stream.footer is None or not lossless:
-            md5_ok = None  # a lower tier cannot reproduce the original PCM
-        else:
-            md5_ok = md5.digest() == stream.footer.md5
-            if not md5_ok:
-                if not ignore_errors:
-                    raise CorruptStreamError(f"{name}: MD5 mismatch, decoded audio is wrong")
-                if damaged:
-                    warnings.append(f"MD5 mismatch, as expected with {len(damaged)} damaged "
-                                    f"frame{'s' if len(damaged) != 1 else ''}")
-                else:
-                    warnings.append("MD5 mismatch, decoded audio is wrong")
-    return _DecodeResult(header, damaged, warnings, md5_ok, stream.bytes_read)
+                                f"{header.num_samples} samples, {decoder.done} were written")
+        decoder.finish()
+    return _DecodeResult(header, decoder.damaged, decoder.warnings, decoder.md5_ok,
+                         decoder.stream.bytes_read)
 
 
 @single_threaded
