@@ -18,7 +18,7 @@ keeps numba's settings.
 
 **Start-up of a command-line process.** The first time numba loads or compiles anything
 in a process it loads its whole type system: about 10**5 long-lived objects, which the
-cyclic garbage collector then traverses again and again (0.1 s of a 0.7 s run), and two
+cyclic garbage collector then traverses again and again (0.1 s per command), and two
 optional imports: ``scipy.linalg``, to find out whether compiled code may call BLAS
 (0.2 s), and ``cffi``'s C parser (0.04 s). The codec's kernels are integer loops that need
 neither. :func:`command_line_process`, for processes whose numba code is the codec's
