@@ -45,7 +45,7 @@ import io
 import numbers
 import os
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Generator, Iterator
 
 import numpy as np
 
@@ -250,7 +250,7 @@ class AudioStream:
 
         self._fp: BinaryIO | None = fp
         self._owned = owned
-        self._blocks: Iterator[np.ndarray] | None = None
+        self._blocks: Generator[np.ndarray, None, None] | None = None
         self._started = False
         try:
             self._decoder = _StreamDecoder(fp, name, model=model, ignore_errors=False,
@@ -285,10 +285,11 @@ class AudioStream:
         if self._started:
             raise UsageError("blocks() can be iterated only once per open_stream()")
         self._started = True
-        self._blocks = self._decoder.blocks()
-        return self._iterate(self._blocks)
+        self._blocks = self._iterate()
+        return self._blocks
 
-    def _iterate(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    def _iterate(self) -> Iterator[np.ndarray]:
+        blocks = self._decoder.blocks()
         try:
             yield from blocks
             self._decoder.finish()

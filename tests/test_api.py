@@ -202,7 +202,9 @@ def test_stream_state_errors(small_model, tmp_path):
     next(it)
     with pytest.raises(UsageError, match="once"):
         s.blocks()
-    s.close()  # leaving the loop early is fine
+    s.close()  # leaving the loop early is fine: the iteration just ends
+    with pytest.raises(StopIteration):
+        next(it)
     with pytest.raises(UsageError, match="closed"):
         s.blocks()
     path = tmp_path / "a.hyb"
