@@ -34,7 +34,6 @@ import atexit
 import gc
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -52,6 +51,8 @@ _numba_loaded = False  # ... and numba's type system has been loaded for it
 def _writable_dir(path: Path) -> bool:
     """Whether ``path`` exists or can be made, and a file can be created in it (numba's
     own test: permission bits alone say nothing for root or on a read-only mount)."""
+    import tempfile  # here: --version imports this module and needs none of it
+
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -110,6 +111,8 @@ def cache_location(package_dir: str | os.PathLike | None = None,
         user = root / "hybridcodec" / "numba"
         if _writable_dir(user):
             return str(user)
+    import tempfile
+
     getuid = getattr(os, "getuid", None)
     scratch = Path(tempfile.gettempdir()) / f"hybridcodec-{getuid() if getuid else 'user'}"
     if _private_dir(scratch) and _writable_dir(scratch / "numba"):

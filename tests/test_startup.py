@@ -189,7 +189,7 @@ def test_no_writable_home_uses_a_private_temporary_directory(read_only_package, 
     package, blocked = read_only_package
     home = tmp_path / "home"
     blocked.append(home)
-    monkeypatch.setattr(jit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
     where = Path(jit.cache_location(package, {"HOME": str(home)}))
     assert where.parent == tmp_path / "tmp" / f"hybridcodec-{os.getuid()}"
     assert where.is_dir() and not where.parent.stat().st_mode & 0o077
