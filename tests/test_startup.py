@@ -111,13 +111,13 @@ def test_library_process_keeps_numbas_probes(clip):
     """main(argv) and the library leave numba as it is: a user's own numba code in the
     same process may need np.dot (BLAS), and scipy is installed here."""
     pytest.importorskip("scipy.linalg")
-    got = python(f"""
+    got = python("""
 import gc, json, sys
 from hybridcodec import cli
 code = cli.main(["verify", "-q", sys.argv[1]])
 import numba.np.arraymath
-print(json.dumps({{"code": code, "gc": gc.isenabled(), "frozen": gc.get_freeze_count(),
-                  "blas": numba.np.arraymath._HAVE_BLAS}}))
+print(json.dumps({"code": code, "gc": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                  "blas": numba.np.arraymath._HAVE_BLAS}))
 """, str(_encoded(clip)))
     assert got == {"code": 0, "gc": True, "frozen": 0, "blas": True}
 
