@@ -58,7 +58,6 @@ __all__ = ["encode_array", "decode_bytes", "open_stream", "AudioStream"]
 #: the stream header's source format for PCM that came from memory, not from a file
 ARRAY_SOURCE_FORMAT = "RAW"
 _ARRAY_NAME = "<array>"
-_SEED_MAX = (1 << 64) - 1
 
 
 # --------------------------------------------------------------------------- encoding
@@ -226,13 +225,6 @@ def encode_array(pcm: np.ndarray, sample_rate: int, *, bits_per_sample: int | No
 # --------------------------------------------------------------------------- decoding
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
-            or not 0 <= int(seed) <= _SEED_MAX:
-        raise UsageError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
-    return int(seed)
-
-
 class AudioStream:
     """A ``.hyb`` stream open for decoding, one frame at a time; see :func:`open_stream`.
 
@@ -342,7 +334,7 @@ def open_stream(src: str | os.PathLike | BinaryIO | bytes, *,
     48000 1 16 lossless
     [131072, 68928] True
     """
-    from .codec import _check_fill, _check_jobs, _open_stream
+    from .codec import _check_fill, _check_jobs, _check_seed, _open_stream
 
     fill = _check_fill(fill)
     seed = _check_seed(seed)

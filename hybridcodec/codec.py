@@ -202,6 +202,19 @@ def _check_fill(fill: str) -> str:
     return fill
 
 
+#: the largest --seed (numpy's seed sequences take any non-negative integer)
+SEED_MAX = (1 << 64) - 1
+
+
+def _check_seed(seed) -> int:
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= int(seed) <= SEED_MAX:
+        raise UsageError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+    return int(seed)
+
+
 def _check_jobs(jobs) -> int:
     from .parallel import check_jobs
 
@@ -501,7 +514,7 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
             open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite),
-            fill=_check_fill(fill), seed=seed)
+            fill=_check_fill(fill), seed=_check_seed(seed))
     h = result.header
     input_bytes = _size(src) if not is_file_object(src) else result.bytes_read
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)

@@ -344,3 +344,14 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__readme__"}
     exec(compile(code, "README.md (Python API)", "exec"), namespace)
     assert namespace["out"].dtype == np.int32  # the example ran to its end
+
+
+def test_file_decode_checks_its_seed(small_model, tmp_path):
+    """The file API refuses a bad seed as the array API does (numpy would raise its own)."""
+    hyb = tmp_path / "a.hyb"
+    hyb.write_bytes(hybridcodec.encode_array(audio(FRAME, 1).astype(np.int16), 8000,
+                                             model=small_model, tier="low"))
+    for seed in (-1, 2**64, "3", 1.0):
+        with pytest.raises(UsageError, match="seed"):
+            hybridcodec.decode(hyb, tmp_path / "a.wav", model=small_model, seed=seed)
+    hybridcodec.decode(hyb, tmp_path / "a.wav", model=small_model, seed=2**64 - 1)
