@@ -1,5 +1,5 @@
-"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info``,
-``truncate`` (cut a stream down to a lower tier) and ``ladder`` (the quality report).
+"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info`` and
+``truncate`` (cut a stream down to a lower tier).
 
 Every input file is processed on its own: an error on one prints
 ``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
@@ -79,13 +79,6 @@ def truncate_file(src: str, dst: str, **kwargs):
     from . import truncation
 
     return truncation.truncate_file(src, dst, **kwargs)
-
-
-def run_ladder(src: str, outdir: str, **kwargs):
-    """``hybridcodec.ladder.run_ladder``."""
-    from . import ladder
-
-    return ladder.run_ladder(src, outdir, **kwargs)
 
 
 def decoded_suffix(src: str) -> str:
@@ -451,28 +444,6 @@ class _Run:
                            f"{'s' if report.layers != 1 else ''}) is {rate:.1f} kbit/s, "
                            f"above the {args.kbps:g} kbit/s asked")
 
-    def ladder_one(self, src: str) -> None:
-        args = self.args
-        if src == STDIO:
-            raise UsageError("ladder needs an audio file (standard input - cannot be used)")
-        _check_input(src, "encode")
-
-        def log(text: str) -> None:
-            if not args.quiet:
-                print(f"{PROG}: {text}", file=self.stderr, flush=True)
-
-        report = run_ladder(
-            src, args.out, seconds=args.seconds,
-            tiers=[t for group in args.tiers for t in group] if args.tiers else None,
-            reference_codecs=not args.no_reference_codecs,
-            visqol=False if args.no_visqol else None, model=args.model, fill=args.fill,
-            seed=args.seed, overwrite=args.force, log=log)
-        if not args.quiet:
-            from .ladder import markdown
-
-            print(markdown(report), file=self.stdout, end="", flush=True)
-            print(f"wrote {', '.join(report.written)}", file=self.stdout, flush=True)
-
     def info_one(self, src: str) -> None:
         _check_input(src, "info")
         text = describe_stream(self.stdin_bytes() if src == STDIO else src).rstrip("\n")
@@ -485,7 +456,7 @@ class _Run:
         args = self.args
         if args.inputs.count(STDIO) > 1:
             raise UsageError("standard input (-) can be read only once")
-        if args.verb in ("info", "verify", "ladder"):
+        if args.verb in ("info", "verify"):
             return
         if args.verb == "truncate" and args.output is None and args.outdir is None \
                 and len(args.inputs) == 2:
@@ -523,8 +494,7 @@ class _Run:
             self.fail(None, exc)
             return self.exit_code
         one = {"info": self.info_one, "verify": self.verify_one,
-               "truncate": self.truncate_one, "ladder": self.ladder_one}.get(
-                   self.args.verb, self.code_one)
+               "truncate": self.truncate_one}.get(self.args.verb, self.code_one)
         for src in self.args.inputs:
             try:
                 one(src)
@@ -583,27 +553,6 @@ def _seed_arg(text: str) -> int:
     return value
 
 
-def _seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
-def _tiers_arg(text: str) -> list[str]:
-    from .tiers import TIERS
-
-    names = [t for t in text.split(",") if t]
-    for name in names:
-        if name not in TIERS:
-            raise argparse.ArgumentTypeError(
-                f"unknown tier {name!r} (choose from {', '.join(TIERS)})")
-    return names
-
-
 def _tier_choices() -> list[str]:
     from .tiers import TIERS
 
@@ -632,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="verb",
-                                metavar="{encode,decode,verify,info,truncate,ladder}",
+                                metavar="{encode,decode,verify,info,truncate}",
                                 parser_class=_Parser)
     sub.required = True
 
@@ -760,38 +709,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
 
-    p = sub.add_parser(
-        "ladder",
-        help="quality report: every tier of a file against Opus and MP3 at matched rates",
-        description="encode FILE once (lossless), truncate it to every tier, decode each "
-        "and measure it (SNR, log-spectral and mel distance, ViSQOL when visqol-python is "
-        "installed), with Opus and MP3 at the same bit rates where opusenc/opusdec and "
-        "lame exist; write ladder.md, ladder.csv, rate_quality.png and spectrograms.png "
-        "into DIR",
-        usage="%(prog)s FILE --out DIR [--tiers NAME...] [--seconds N] "
-        "[--no-reference-codecs] [--no-visqol] [--fill MODE] [--seed N] [--model PATH] "
-        "[-f] [-q]",
-    )
-    p.add_argument("inputs", nargs=1, metavar="FILE", help="audio file (WAV, FLAC, AIFF)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="directory for the report (created if missing)")
-    p.add_argument("--tiers", nargs="+", type=_tiers_arg, metavar="NAME",
-                   help=f"tiers to measure, space or comma separated (default: all: "
-                   f"{', '.join(_tier_choices())})")
-    p.add_argument("--seconds", type=_seconds_arg, metavar="N",
-                   help="measure only the first N seconds of FILE")
-    p.add_argument("--no-reference-codecs", action="store_true",
-                   help="do not run Opus and MP3")
-    p.add_argument("--no-visqol", action="store_true",
-                   help="do not compute ViSQOL even when visqol-python is installed (faster)")
-    p.add_argument("--fill", choices=FILL_CHOICES, default="sample",
-                   help="how lower tiers are decoded (default sample)")
-    p.add_argument("--seed", type=_seed_arg, metavar="N", default=0,
-                   help="seed for --fill sample (default 0)")
-    p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="overwrite an existing report in DIR")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
     return parser
 
 
