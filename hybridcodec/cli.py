@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from .errors import HybridCodecError, InputFileError, UsageError
+from .errors import HybridCodecError, InputFileError, OutputWriteError, UsageError
 
 PROG = "hybridcodec"
 STREAM_SUFFIX = ".hyb"
@@ -317,7 +317,11 @@ class _Run:
                 raise UsageError("refusing to write binary data to a terminal "
                                  "(redirect standard output, or give -o FILE)")
             self._stdout_bytes = sys.stdout.buffer
-        return self._stdout_bytes
+        from .atomic import GuardedFile
+
+        # A failed write (a full disk behind `> file`) says `cannot write <stdout>: ...`;
+        # a closed pipe stays a BrokenPipeError, the quiet end of the run.
+        return GuardedFile(self._stdout_bytes, "<stdout>")
 
     def codec_kwargs(self) -> dict:
         """Options passed on only when not at their default (keeps the wrappers simple)."""
@@ -572,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Learned lossless/lossy audio codec.",
         epilog=(
-            "exit codes: 0 ok, 1 codec error, 2 usage, 3 unreadable/unsupported audio, "
+            "exit codes: 0 ok, 1 codec error or an output that cannot be written (disk "
+            "full, I/O error), 2 usage, 3 unreadable/unsupported audio, "
             "4 corrupt/truncated/damaged stream, 5 model problem, 6 damaged stream decoded "
             "with --ignore-errors (output written, damaged frames silent), 70 internal "
             "error, 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
@@ -763,6 +768,17 @@ def _restore_signal_handlers(previous: dict) -> None:
             pass
 
 
+def _quiet_write_errors(previous: Callable, debug: bool) -> Callable:
+    """An ``sys.unraisablehook`` that drops the write errors libsndfile's callbacks could
+    not raise: the same error is raised when the output is finished (it is kept by
+    :class:`hybridcodec.atomic.GuardedFile`), as one line, not a printed traceback."""
+    def hook(unraisable) -> None:
+        if debug or not isinstance(unraisable.exc_value, OutputWriteError):
+            previous(unraisable)
+
+    return hook
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -778,6 +794,9 @@ def main(
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    debug = os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0")
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_write_errors(unraisable, debug)
     run: _Run | None = None
     previous = _install_signal_handlers()
     try:
@@ -807,7 +826,7 @@ def main(
             pass
         return 1
     except Exception as exc:  # noqa: BLE001 - last resort, outside any per-file work
-        if os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0"):
+        if debug:
             traceback.print_exc(file=err)
         print(
             f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} (please report)",
@@ -815,6 +834,7 @@ def main(
         )
         return EXIT_INTERNAL
     finally:
+        sys.unraisablehook = unraisable
         _restore_signal_handlers(previous)
 
 

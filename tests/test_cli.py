@@ -8,6 +8,7 @@ end run the real codec end to end.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -20,9 +21,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hybridcodec import cli
+from hybridcodec import atomic, cli
 from hybridcodec.atomic import atomic_output
-from hybridcodec.errors import CorruptStreamError, ModelError, UnsupportedAudioError
+from hybridcodec.errors import (CorruptStreamError, ModelError, OutputWriteError,
+                                UnsupportedAudioError)
 
 
 @dataclass
@@ -420,3 +422,102 @@ def test_python_dash_m(tmp_path, repo_dir):
     lines = error_lines(proc.stderr)
     assert lines[0] == f"hybridcodec: {tmp_path / 'missing.hyb'}: cannot open: no such file"
     assert len(lines) == 2 and lines[1].startswith(f"hybridcodec: {bad}: ")
+
+
+# ----------------------------------------------------------------------------- write errors
+
+
+def _no_class_names(err: str) -> None:
+    """No Python class name (OSError, assertionError, ...) and no traceback."""
+    assert not re.search(r"\w*(Error|Exception)\b|Traceback", err), err
+
+
+def run_main(argv) -> int:
+    return cli.main([str(a) for a in argv], stdout=io.StringIO(), stderr=io.StringIO())
+
+
+class FullDisk(io.BufferedRandom):
+    """A file with room for ``ROOM`` bytes, then No space left on device."""
+
+    ROOM = 2000
+
+    def write(self, data):
+        if self.tell() + len(data) > self.ROOM:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    # the temporary file behind every atomic output
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: FullDisk(io.FileIO(fd, "r+")))
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".aiff", ".hyb"])
+def test_full_disk_is_one_line_and_leaves_nothing(full_disk, tmp_path, capsys, suffix):
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=20000)
+    hyb = tmp_path / "tone.hyb"
+    if suffix != ".hyb":
+        with open(hyb, "wb") as fp:  # written around the full disk
+            from hybridcodec import codec
+
+            codec.encode_file(str(src), fp)
+    before = sorted(os.listdir(tmp_path))
+    out = tmp_path / f"out{suffix}"
+    verb, inp = ("encode", src) if suffix == ".hyb" else ("decode", hyb)
+    code, _, err = run([verb, inp, "-o", out], capsys)
+    assert code == 1
+    assert error_lines(err) == [f"hybridcodec: {inp}: cannot write {out}: No space left on device"]
+    _no_class_names(err)
+    assert sorted(os.listdir(tmp_path)) == before  # no output, no temporary file
+
+
+def test_full_disk_behind_standard_output(tmp_path):
+    class Full(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=3000)
+    err = io.StringIO()
+    code = cli.main(["encode", str(src), "-o", "-"], stdout=io.StringIO(), stderr=err,
+                    stdout_bytes=Full())
+    assert code == 1
+    assert err.getvalue() == f"hybridcodec: {src}: cannot write <stdout>: No space left on device\n"
+
+
+def test_a_swallowed_write_error_is_never_committed(full_disk, tmp_path):
+    """libsndfile's write callback cannot raise: the file must still not appear."""
+    out = tmp_path / "x.bin"
+    with pytest.raises(OutputWriteError, match="cannot write .*x.bin: No space left"):
+        with atomic_output(out, overwrite=False) as fp:
+            try:
+                fp.write(b"x" * 5000)
+            except OutputWriteError:
+                pass  # as cffi does: printed, not raised
+            assert fp.write(b"more") == 0  # the file is lost: nothing more goes to it
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs Linux's RLIMIT_FSIZE")
+def test_real_write_error_in_a_real_process(tmp_path, repo_dir):
+    """A real failing write (file size limit: EFBIG) through libsndfile, end to end."""
+    import resource
+
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=40000)
+    assert run_main(["encode", "-q", src]) == 0
+    out = tmp_path / "out.flac"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+
+    env = dict(os.environ, PYTHONPATH=str(repo_dir), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "hybridcodec", "decode",
+                           str(tmp_path / "tone.hyb"), "-o", str(out)],
+                          preexec_fn=limit, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert error_lines(proc.stderr) == [
+        f"hybridcodec: {tmp_path / 'tone.hyb'}: cannot write {out}: File too large"]
+    assert sorted(os.listdir(tmp_path)) == ["tone.hyb", "tone.wav"]
