@@ -359,12 +359,31 @@ def _open_stream(src) -> BinaryIO:
 
 
 def check_model(header: StreamHeader, model_id: str, model: str | None, src) -> None:
-    """Refuse to decode with a model other than the one that coded the stream."""
-    if header.model_id != model_id:
-        given = "the embedded default model" if model is None else f"model {os.fspath(model)}"
-        raise ModelMismatchError(
-            f"{display_name(src)}: coded with model {header.model_id}, but {given} is "
-            f"{model_id} (pass the right --model)")
+    """Refuse to decode with a model other than the one that coded the stream.
+
+    ``model`` is the model file given (None: the built-in default), ``model_id`` its id.
+    The message names the stream's model and says whether this package has it (the
+    built-in default, or an earlier default that ships with it and is found without
+    ``--model``) or not (then only the model file that coded the stream can decode it).
+    """
+    wanted = header.model_id
+    if wanted == model_id:
+        return
+    default_id = load_model(None)[1]
+    given = ("the built-in default model" if model is None
+             else f"model file {os.fspath(model)}"
+             + (" (the built-in default)" if model_id == default_id else ""))
+    if wanted == default_id:
+        known = f"the built-in default model {wanted}"
+        hint = "decode without --model"
+    elif bundled_model_path(wanted) is not None:
+        known = f"model {wanted}, an earlier default that ships with hybridcodec"
+        hint = "decode without --model"
+    else:
+        known = f"model {wanted}, which does not ship with hybridcodec"
+        hint = "decode with --model and the model file that coded it"
+    raise ModelMismatchError(f"{display_name(src)}: coded with {known}, but {given} is "
+                             f"{model_id}: {hint}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,8 +24,8 @@ import soundfile as sf
 
 from hybridcodec import atomic, cli
 from hybridcodec.atomic import atomic_output
-from hybridcodec.errors import (CorruptStreamError, ModelError, OutputWriteError,
-                                UnsupportedAudioError)
+from hybridcodec.errors import (CorruptStreamError, ModelError, ModelMismatchError,
+                                OutputWriteError, UnsupportedAudioError)
 
 
 @dataclass
@@ -521,3 +522,39 @@ def test_real_write_error_in_a_real_process(tmp_path, repo_dir):
     assert error_lines(proc.stderr) == [
         f"hybridcodec: {tmp_path / 'tone.hyb'}: cannot write {out}: File too large"]
     assert sorted(os.listdir(tmp_path)) == ["tone.hyb", "tone.wav"]
+
+
+# ----------------------------------------------------------------------------- model mismatch
+
+
+def test_check_model_says_which_model_and_whether_it_ships():
+    from hybridcodec import codec
+    from hybridcodec.model import load_model
+
+    default = load_model(None)[1]
+    unknown = SimpleNamespace(model_id="0123456789abcdef")
+    with pytest.raises(ModelMismatchError) as info:
+        codec.check_model(unknown, default, None, "a.hyb")
+    assert str(info.value) == (
+        f"a.hyb: coded with model 0123456789abcdef, which does not ship with hybridcodec, "
+        f"but the built-in default model is {default}: decode with --model and the model "
+        "file that coded it")
+    with pytest.raises(ModelMismatchError) as info:  # the built-in one, another given
+        codec.check_model(SimpleNamespace(model_id=default), "d75f0313db39e650", "my.hcm",
+                          "a.hyb")
+    assert str(info.value) == (
+        f"a.hyb: coded with the built-in default model {default}, but model file my.hcm is "
+        "d75f0313db39e650: decode without --model")
+
+
+def test_stream_of_a_bundled_model_with_the_default_given(tmp_path, capsys, repo_dir):
+    """A stream of the 0.1 default (shipped), decoded with --model default.hcm explicitly."""
+    fixture = repo_dir / "tests" / "fixtures" / "v1-cellar-01.hyb"
+    default = repo_dir / "hybridcodec" / "models" / "default.hcm"
+    code, _, err = run(["decode", fixture, "--model", default, "-o", tmp_path / "x.wav"], capsys)
+    assert code == 5
+    line, = error_lines(err)
+    assert "ccd651dbb62662d7, an earlier default that ships with hybridcodec" in line
+    assert f"model file {default} (the built-in default) is" in line
+    assert line.endswith("decode without --model") and "pass the right" not in line
+    assert os.listdir(tmp_path) == []
