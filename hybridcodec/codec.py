@@ -608,13 +608,16 @@ def describe_stream(src: str | os.PathLike) -> str:
     lines.append("  layers:")
     groups = int(h.extra.get(GROUPS_KEY, 1))
     order = layer_order(h.levels, groups)
-    for layer_id in range(h.num_layers):
+    names = [layer_name(*order[layer_id], h.levels, groups) for layer_id in range(h.num_layers)]
+    overhead = "container overhead"
+    width = max([len(overhead), *map(len, names)])  # one column for every row
+    for layer_id, name in enumerate(names):
         nbytes = layout.layer_bytes.get(layer_id, 0)
-        lines.append(f"    {layer_id:2d}  {layer_name(*order[layer_id], h.levels, groups):28s} "
-                     f"{nbytes:10d} bytes ({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
+        lines.append(f"    {layer_id:2d}  {name:<{width}s} {nbytes:10d} bytes "
+                     f"({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
     if layout.metadata_bytes:
-        lines.append(f"    --  metadata chunk               {layout.metadata_bytes:10d} bytes")
-    lines.append(f"    --  container overhead           "
+        lines.append(f"    --  {'metadata chunk':<{width}s} {layout.metadata_bytes:10d} bytes")
+    lines.append(f"    --  {overhead:<{width}s} "
                  f"{layout.overhead_bytes - layout.metadata_bytes:10d} bytes")
     return "\n".join(lines)
 

@@ -558,3 +558,17 @@ def test_stream_of_a_bundled_model_with_the_default_given(tmp_path, capsys, repo
     assert f"model file {default} (the built-in default) is" in line
     assert line.endswith("decode without --model") and "pass the right" not in line
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def test_info_layer_table_lines_up(tmp_path, capsys):
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=2000)
+    assert run(["encode", "-q", src], capsys)[0] == 0
+    code, out, err = run(["info", tmp_path / "tone.hyb"], capsys)
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if re.match(r"    (\d\d| \d|--)  ", line)]
+    assert len(rows) == 21  # 20 layers and the container overhead
+    assert len({line.index(" bytes") for line in rows}) == 1, "\n".join(rows)
