@@ -127,24 +127,35 @@ def _fmt_size(n: int) -> str:
     return f"{n} B"
 
 
-def summary_line(src: str, dst: str, report) -> str:
-    """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 %), 25.3x realtime``."""
+def pcm_size(num_samples: int, channels: int, bits_per_sample: int) -> int:
+    """Bytes of the raw PCM (whole bytes per sample), what ``info``'s "% of PCM" divides by."""
+    return num_samples * channels * (-(-bits_per_sample // 8))
+
+
+def _of_pcm(stream_bytes: int, report) -> str:
+    pcm = pcm_size(report.num_samples, report.channels, getattr(report, "bits_per_sample", 0))
+    return f"{100.0 * stream_bytes / pcm:.1f} % of PCM" if pcm > 0 else "n/a % of PCM"
+
+
+def summary_line(src: str, dst: str, report, verb: str = "encode") -> str:
+    """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 % of PCM), 25.3x realtime``.
+
+    The percentage is always the stream's size against the raw PCM, as ``info`` gives
+    it, so it stands beside the stream's size: after the output for ``encode``, after the
+    input for ``decode`` (``a.hyb -> a.wav: 0.51 MB (41.2 % of PCM) -> 1.23 MB, ...``)."""
     src = "<stdin>" if src == STDIO else src
     dst = "<stdout>" if dst == STDIO else dst
-    ratio = (
-        f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
-        if report.input_bytes > 0
-        else "n/a"
-    )
     audio_s = report.num_samples / report.sample_rate if report.sample_rate > 0 else 0.0
     if report.seconds > 0:
         speed = f"{audio_s / report.seconds:.1f}x realtime"
     else:
         speed = "instant"
-    return (
-        f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
-        f"{_fmt_size(report.output_bytes)} ({ratio}), {speed}"
-    )
+    before, after = _fmt_size(report.input_bytes), _fmt_size(report.output_bytes)
+    if verb == "decode":
+        before += f" ({_of_pcm(report.input_bytes, report)})"
+    else:
+        after += f" ({_of_pcm(report.output_bytes, report)})"
+    return f"{src} -> {dst}: {before} -> {after}, {speed}"
 
 
 class ProgressLine:
@@ -388,7 +399,7 @@ class _Run:
             self.warn(src, text)
         for text in getattr(report, "notes", None) or []:  # not damage: exit status unchanged
             self.warn(src, text)
-        self.say(summary_line(src, dst, report))
+        self.say(summary_line(src, dst, report, verb))
         if getattr(report, "damaged", None) or getattr(report, "warnings", None):
             self.note_code(EXIT_DAMAGED_OUTPUT)
 
@@ -437,10 +448,9 @@ class _Run:
         report = truncate_file(src, dst, tier=args.tier, kbps=args.kbps, overwrite=args.force)
         seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
         rate = 8 * report.output_bytes / seconds / 1000 if seconds > 0 else 0.0
-        ratio = (f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
-                 if report.input_bytes else "n/a")
         self.say(f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
-                 f"{_fmt_size(report.output_bytes)} ({ratio}), tier {report.tier}, "
+                 f"{_fmt_size(report.output_bytes)} ({_of_pcm(report.output_bytes, report)}), "
+                 f"tier {report.tier}, "
                  f"{report.layers} layer{'s' if report.layers != 1 else ''}, "
                  f"{rate:.1f} kbit/s")
         if args.kbps is not None and rate > args.kbps:

@@ -65,6 +65,8 @@ class CodingReport:
     #: warnings that are not damage, one line each: metadata the output could not carry,
     #: an input that disagrees with itself (encode). They do not change the exit status.
     notes: list[str] = field(default_factory=list)
+    #: bits per sample of the audio: with the sample and channel counts, the raw PCM size
+    bits_per_sample: int = 0
 
     @property
     def clean(self) -> bool:
@@ -337,7 +339,7 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, info.num_samples,
                         info.sample_rate, info.channels, time.perf_counter() - start,
-                        notes=notes)
+                        notes=notes, bits_per_sample=info.bits_per_sample)
 
 
 def _inconsistent(name: str, problem: str, strict: bool, notes: list[str], went_on: str) -> None:
@@ -551,7 +553,7 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
                         time.perf_counter() - start, result.damaged, result.warnings,
-                        result.md5_ok, result.notes)
+                        result.md5_ok, result.notes, h.bits_per_sample)
 
 
 @single_threaded

@@ -36,6 +36,7 @@ class FakeReport:
     sample_rate: int
     channels: int
     seconds: float
+    bits_per_sample: int = 16
 
 
 class FakeCodec:
@@ -60,6 +61,7 @@ class FakeCodec:
             exc = self.fail.get(Path(src).name)
             if exc is not None:
                 raise exc
+        # 44100 stereo 16-bit samples: 176400 bytes of PCM
         return FakeReport(1000, 500, 44100, 44100, 2, 0.5)
 
     def encode(self, src, dst, **kw):
@@ -306,17 +308,23 @@ def test_summary_line_and_quiet(fake, wavs, capsys):
     line = out.strip()
     assert re.fullmatch(
         re.escape(f"{wavs[0]} -> {Path(wavs[0]).with_suffix('.hyb')}: ")
-        + r"1\.0 kB -> 500 B \(50\.0 %\), 2\.0x realtime",
+        + r"1\.0 kB -> 500 B \(0\.3 % of PCM\), 2\.0x realtime",
         line,
     ), line
     code, out, err = run(["encode", "-q", "-f", wavs[0]], capsys)
     assert code == 0 and out == "" and err == ""
 
 
-def test_summary_units():
-    rep = FakeReport(1_234_567, 512_000, 441_000, 44100, 2, 0.4)
+def test_summary_units_and_percent_of_pcm():
+    """The percentage is the stream's size against raw PCM (as ``info`` has it), written
+    beside the stream: the output of encode, the input of decode."""
+    rep = FakeReport(1_234_567, 512_000, 441_000, 44100, 2, 0.4)  # PCM: 1764000 bytes
     assert cli.summary_line("a", "b", rep) == (
-        "a -> b: 1.23 MB -> 512.0 kB (41.5 %), 25.0x realtime"
+        "a -> b: 1.23 MB -> 512.0 kB (29.0 % of PCM), 25.0x realtime"
+    )
+    rep = FakeReport(512_000, 1_764_044, 441_000, 44100, 2, 0.4, bits_per_sample=24)
+    assert cli.summary_line("a.hyb", "b.wav", rep, "decode") == (  # PCM: 2646000 bytes
+        "a.hyb -> b.wav: 512.0 kB (19.3 % of PCM) -> 1.76 MB, 25.0x realtime"
     )
     empty = FakeReport(0, 80, 0, 44100, 1, 0.0)
     assert "n/a" in cli.summary_line("a", "b", empty)
@@ -572,3 +580,17 @@ def test_info_layer_table_lines_up(tmp_path, capsys):
     rows = [line for line in out.splitlines() if re.match(r"    (\d\d| \d|--)  ", line)]
     assert len(rows) == 21  # 20 layers and the container overhead
     assert len({line.index(" bytes") for line in rows}) == 1, "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- summary: percent of PCM
+
+
+def test_real_summary_percent_matches_info(tmp_path, capsys):
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=4000)
+    code, out, _ = run(["encode", src], capsys)
+    enc = re.search(r"\((\d+\.\d) % of PCM\), ", out)
+    code, info, _ = run(["info", tmp_path / "tone.hyb"], capsys)
+    assert enc and f", {enc.group(1)} % of PCM, " in info
+    code, out, _ = run(["decode", tmp_path / "tone.hyb", "-o", tmp_path / "back.wav"], capsys)
+    assert code == 0 and f"kB ({enc.group(1)} % of PCM) -> " in out
