@@ -119,6 +119,17 @@ def _os_error_text(exc: OSError) -> str:
     return reason
 
 
+#: What an error without a message says, by exit code (never a Python class name).
+_GENERIC_ERRORS = {1: "codec error", 2: "usage error", 3: "unreadable or unsupported audio",
+                   4: "corrupt or truncated stream", 5: "model problem"}
+
+
+def _internal_error_text(exc: BaseException) -> str:
+    detail = _one_line(str(exc))
+    return (f"internal error{': ' + detail if detail else ''} (a bug: please report it; "
+            "HYBRIDCODEC_DEBUG=1 adds the traceback)")
+
+
 def _fmt_size(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.2f} MB"
@@ -277,13 +288,11 @@ class _Run:
         if self.debug:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stderr)
         if isinstance(exc, HybridCodecError):
-            text, code = str(exc) or type(exc).__name__, exc.exit_code
+            text, code = str(exc) or _GENERIC_ERRORS.get(exc.exit_code, "error"), exc.exit_code
         elif isinstance(exc, OSError):
             text, code = _os_error_text(exc), 1
         else:
-            detail = _one_line(str(exc))
-            text = f"internal error: {type(exc).__name__}: {detail} (please report)"
-            code = EXIT_INTERNAL
+            text, code = _internal_error_text(exc), EXIT_INTERNAL
         print(_message(src, text), file=self.stderr, flush=True)
         if self.exit_code == EXIT_OK:
             self.exit_code = code
@@ -838,10 +847,7 @@ def main(
     except Exception as exc:  # noqa: BLE001 - last resort, outside any per-file work
         if debug:
             traceback.print_exc(file=err)
-        print(
-            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} (please report)",
-            file=err,
-        )
+        print(f"{PROG}: {_internal_error_text(exc)}", file=err)
         return EXIT_INTERNAL
     finally:
         sys.unraisablehook = unraisable

@@ -264,7 +264,8 @@ def test_internal_error(fake, wavs, capsys, monkeypatch):
     lines = error_lines(err)
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("hybridcodec: ")
-    assert "internal error: ValueError: boom second line (please report)" in lines[0]
+    assert "internal error: boom second line (a bug: please report it;" in lines[0]
+    assert "ValueError" not in err  # no Python class names for the user
     assert len(fake.calls) == 3
 
 
@@ -594,3 +595,13 @@ def test_real_summary_percent_matches_info(tmp_path, capsys):
     assert enc and f", {enc.group(1)} % of PCM, " in info
     code, out, _ = run(["decode", tmp_path / "tone.hyb", "-o", tmp_path / "back.wav"], capsys)
     assert code == 0 and f"kB ({enc.group(1)} % of PCM) -> " in out
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_error_without_a_message_names_no_python_class(fake, wavs, capsys):
+    fake.fail["a.wav"] = CorruptStreamError()
+    code, _, err = run(["encode", wavs[0]], capsys)
+    assert code == 4
+    assert error_lines(err) == [f"hybridcodec: {wavs[0]}: corrupt or truncated stream"]
