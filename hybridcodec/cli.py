@@ -595,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Learned lossless/lossy audio codec.",
         epilog=(
+            "Options may come before, between or after the paths. "
             "exit codes: 0 ok, 1 codec error or an output that cannot be written (disk "
             "full, I/O error), 2 usage, 3 unreadable/unsupported audio, "
             "4 corrupt/truncated/damaged stream, 5 model problem, 6 damaged stream decoded "
@@ -608,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 metavar="{encode,decode,verify,info,truncate}",
                                 parser_class=_Parser)
     sub.required = True
+    parser.verbs = sub.choices  # verb -> its parser, for parse_args
 
     def jobs_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -739,6 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- entry point
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line, options anywhere among the paths (``decode a.hyb -f x.wav``).
+
+    argparse cannot parse a sub-command's options intermixed with its paths, so the verb
+    is taken first and its own parser reads the rest: a usage error then prints the
+    verb's usage. Anything else (``--help``, ``--version``, no or an unknown verb) is the
+    top level's to answer. Exits through ``SystemExit`` as argparse does."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in parser.verbs:
+        return parser.parse_args(argv)
+    args = parser.verbs[argv[0]].parse_intermixed_args(argv[1:])
+    args.verb = argv[0]
+    return args
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like an interrupt so that every cleanup path (temporary files,
     worker processes) runs exactly as for Ctrl-C."""
@@ -820,7 +838,7 @@ def main(
     previous = _install_signal_handlers()
     try:
         try:
-            args = build_parser().parse_args(argv)
+            args = parse_args(argv)
         except SystemExit as exc:  # --help, --version, usage errors
             code = exc.code
             return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)

@@ -24,6 +24,7 @@ import soundfile as sf
 
 from hybridcodec import atomic, cli
 from hybridcodec.atomic import atomic_output
+from hybridcodec.container import MAGIC
 from hybridcodec.errors import (CorruptStreamError, ModelError, ModelMismatchError,
                                 OutputWriteError, UnsupportedAudioError)
 
@@ -44,6 +45,7 @@ class FakeCodec:
 
     def __init__(self, monkeypatch, *, suffix: str = ".wav") -> None:
         self.calls: list[tuple] = []
+        self.options: list[dict] = []  # the other keyword arguments of each call
         self.fail: dict[str, BaseException] = {}
         self.suffix = suffix
         monkeypatch.setattr(cli, "encode_file", self.encode)
@@ -51,8 +53,9 @@ class FakeCodec:
         monkeypatch.setattr(cli, "decoded_suffix", lambda src: self.suffix)
         monkeypatch.setattr(cli, "describe_stream", self.describe)
 
-    def _code(self, verb, src, dst, *, model=None, overwrite=False, progress=None):
+    def _code(self, verb, src, dst, *, model=None, overwrite=False, progress=None, **options):
         self.calls.append((verb, os.fspath(src), os.fspath(dst), model, overwrite, progress))
+        self.options.append(options)
         with atomic_output(dst, overwrite=overwrite) as fp:
             fp.write(b"x" * 500)
             if progress is not None:
@@ -605,3 +608,48 @@ def test_error_without_a_message_names_no_python_class(fake, wavs, capsys):
     code, _, err = run(["encode", wavs[0]], capsys)
     assert code == 4
     assert error_lines(err) == [f"hybridcodec: {wavs[0]}: corrupt or truncated stream"]
+
+
+# ----------------------------------------------------------------------------- options anywhere
+
+
+@pytest.fixture
+def stream(tmp_path):
+    """A file that starts like a stream (the fake codec never reads further)."""
+    p = tmp_path / "a.hyb"
+    p.write_bytes(MAGIC + b"\0" * 60)
+    return p
+
+
+def test_options_between_and_after_the_paths(fake, stream, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "x.wav"
+    out.write_bytes(b"old")
+    code, _, err = run(["decode", stream, "-f", out], capsys)  # -f between IN and OUT
+    assert code == 0, err
+    assert fake.calls[-1][1:3] == (str(stream), str(out)) and fake.calls[-1][4] is True
+    src = tmp_path / "in.flac"
+    src.write_bytes(b"fLaC")
+    code, _, err = run(["encode", src, "--tier", "low", tmp_path / "out.hyb"], capsys)
+    assert code == 0, err
+    assert fake.calls[-1][1:3] == (str(src), str(tmp_path / "out.hyb"))
+    assert fake.options[-1] == {"tier": "low"}
+    cut = []
+    monkeypatch.setattr(cli, "truncate_file", lambda src, dst, **kw: cut.append(
+        (os.fspath(src), os.fspath(dst), kw)) or SimpleNamespace(
+            input_bytes=1000, output_bytes=100, num_samples=44100, sample_rate=44100,
+            channels=2, bits_per_sample=16, tier="10kbps", layers=1))
+    code, _, err = run(["truncate", stream, "--kbps", "10", tmp_path / "b.hyb"], capsys)
+    assert code == 0, err
+    assert cut == [(str(stream), str(tmp_path / "b.hyb"),
+                    {"tier": None, "kbps": 10.0, "overwrite": False})]
+
+
+def test_usage_error_prints_the_verbs_usage(capsys):
+    code, _, err = run(["encode", "a.wav", "--bogus"], capsys)
+    assert code == 2
+    assert err.startswith("usage: hybridcodec encode ")
+    assert err.splitlines()[-1] == "hybridcodec: unrecognized arguments: --bogus"
+    code, _, err = run(["decode", "a.hyb", "--fill", "noise"], capsys)
+    assert code == 2 and err.startswith("usage: hybridcodec decode ")
+    code, _, err = run(["frobnicate"], capsys)  # no verb: the top level answers
+    assert code == 2 and "{encode,decode,verify,info,truncate}" in err
