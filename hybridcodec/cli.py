@@ -263,6 +263,52 @@ def _is_output_name(verb: str, path: str) -> bool:
     return suffix == STREAM_SUFFIX if verb == "encode" else suffix in _AUDIO_SUFFIXES
 
 
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` starts like a .hyb stream (unreadable: assume it does, so the
+    file's own turn reports why it cannot be read)."""
+    from .container import MAGIC
+
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return True
+
+
+def _not_an_input(verb: str, path: str) -> str | None:
+    """Why ``path``, the second of two paths, cannot be an input of ``verb`` (None if it can).
+
+    Such a path was meant as the output, with a suffix that does not say so: coding the
+    first input and only then failing on it would write an output nobody asked for
+    (``encode rain.flac x.wav`` writing rain.hyb). A missing ``.hyb`` given to ``decode``
+    stays an input: that is a missing stream, reported in its turn."""
+    wanted = (f"the {STREAM_SUFFIX} suffix" if verb == "encode"
+              else ", ".join(_AUDIO_SUFFIXES[:-1]) + f" or {_AUDIO_SUFFIXES[-1]}")
+    if os.path.isdir(path):
+        return f"{path} is a directory (to write into it, use --outdir {path})"
+    if not os.path.lexists(path):
+        if verb == "decode" and Path(path).suffix.lower() == STREAM_SUFFIX:
+            return None
+        return (f"{path} does not exist, so it is not an input, and as the output it "
+                f"would need {wanted}")
+    if verb == "decode" and Path(path).suffix.lower() != STREAM_SUFFIX and not _is_stream(path):
+        return (f"{path} is not a {STREAM_SUFFIX} stream, so it is not an input, and as the "
+                f"output it would need {wanted}")
+    return None
+
+
+def _make_folder(folder: str, option: str) -> None:
+    """Create the folder outputs go into: ``--outdir DIR`` (``option`` "--outdir DIR"), or
+    the parent of ``-o OUT`` (``option`` "-o OUT")."""
+    what = "it" if option.startswith("--outdir") else f"its folder {folder}"
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{option}: {'' if what == 'it' else what + ' is '}not a directory")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create {what}: {exc.strerror or exc}") from None
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -476,23 +522,15 @@ class _Run:
         self.printed_info = True
 
     def prepare(self) -> None:
+        """Check the paths and options as a whole, before any file is touched; then
+        create the output folders (``--outdir DIR``, ``-o``'s parent)."""
         args = self.args
         if args.inputs.count(STDIO) > 1:
             raise UsageError("standard input (-) can be read only once")
         if args.verb in ("info", "verify"):
             return
-        if args.verb == "truncate" and args.output is None and args.outdir is None \
-                and len(args.inputs) == 2:
-            args.inputs, args.output = [args.inputs[0]], args.inputs[1]  # truncate IN OUT
         if args.output is None and args.outdir is None and len(args.inputs) == 2:
-            first, second = args.inputs
-            if (_is_output_name(args.verb, second) or second == STDIO) and \
-                    first != STDIO and not _is_output_name(args.verb, first):
-                # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav` / `... IN -`: the second
-                # path is the output
-                args.inputs, args.output = [first], second
-            elif first == STDIO and _is_output_name(args.verb, second):
-                args.inputs, args.output = [first], second
+            self._second_path_as_output()
         if args.outdir is not None and STDIO in args.inputs:
             raise UsageError("standard input (-) has no name to put in --outdir: use -o OUT")
         self.data_on_stdout = args.output == STDIO or (
@@ -503,12 +541,28 @@ class _Run:
                 "(use --outdir DIR for several)"
             )
         if args.outdir is not None:
-            if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
-                raise UsageError(f"--outdir {args.outdir}: not a directory")
-            try:
-                os.makedirs(args.outdir, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"--outdir {args.outdir}: {exc.strerror or exc}") from None
+            _make_folder(args.outdir, f"--outdir {args.outdir}")
+        elif args.output not in (None, STDIO) and os.path.dirname(args.output):
+            _make_folder(os.path.dirname(args.output), f"-o {args.output}")
+
+    def _second_path_as_output(self) -> None:
+        """``VERB IN OUT``: whether the second of two paths is the output (as with -o)."""
+        args = self.args
+        verb = args.verb
+        first, second = args.inputs
+        if verb == "truncate":
+            args.inputs, args.output = [first], second  # truncate IN OUT
+            return
+        if (_is_output_name(verb, second) or second == STDIO) and \
+                first != STDIO and not _is_output_name(verb, first):
+            # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav` / `... IN -`
+            args.inputs, args.output = [first], second
+        elif first == STDIO and _is_output_name(verb, second):
+            args.inputs, args.output = [first], second
+        elif second != STDIO:
+            problem = _not_an_input(verb, second)
+            if problem is not None:
+                raise UsageError(problem)
 
     def run(self) -> int:
         try:
@@ -649,7 +703,11 @@ def build_parser() -> argparse.ArgumentParser:
             f"[--model PATH] [-j N] [-f] [-q]{extra}",
             epilog=(
                 f"With exactly two paths of which only the second ends in {out_suffix} "
-                "(or is -), the second is the output (like -o). '-' reads standard input "
+                "(or is -), the second is the output (like -o); a second path that cannot "
+                "be an input (it does not exist"
+                + (", or is not a .hyb stream" if name == "decode" else "")
+                + ") and lacks that suffix is a usage error. The folder of -o OUT and "
+                "--outdir DIR are created if missing. '-' reads standard input "
                 "or writes standard output"
                 + (" (as WAV)" if name == "decode" else "")
                 + "; input - without -o writes standard output."

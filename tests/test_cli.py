@@ -653,3 +653,66 @@ def test_usage_error_prints_the_verbs_usage(capsys):
     assert code == 2 and err.startswith("usage: hybridcodec decode ")
     code, _, err = run(["frobnicate"], capsys)  # no verb: the top level answers
     assert code == 2 and "{encode,decode,verify,info,truncate}" in err
+
+
+# ----------------------------------------------------------------------------- a second path
+
+
+def test_second_path_with_a_wrong_suffix_is_a_usage_error(fake, tmp_path, capsys):
+    rain = tmp_path / "rain.flac"
+    rain.write_bytes(b"fLaC")
+    code, _, err = run(["encode", rain, tmp_path / "x.wav"], capsys)
+    assert code == 2 and fake.calls == []
+    assert error_lines(err) == [f"hybridcodec: {tmp_path / 'x.wav'} does not exist, so it is "
+                                "not an input, and as the output it would need the .hyb suffix"]
+    assert sorted(os.listdir(tmp_path)) == ["rain.flac"]  # no rain.hyb
+
+
+def test_decode_second_path_that_is_no_stream(fake, stream, tmp_path, capsys):
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = run(["decode", stream, tmp_path / "x.mp3"], capsys)  # missing
+    assert code == 2 and len(error_lines(err)) == 1 and "does not exist" in err
+    assert ".wav, .flac, .aif or .aiff" in err
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"ID3\x04 an mp3")  # an existing audio file is no stream either
+    code, _, err = run(["decode", stream, song], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"hybridcodec: {song} is not a .hyb stream, so it is not an input, and as the "
+        "output it would need .wav, .flac, .aif or .aiff"]
+    (tmp_path / "outdir").mkdir()
+    code, _, err = run(["decode", stream, tmp_path / "outdir"], capsys)
+    assert code == 2 and f"use --outdir {tmp_path / 'outdir'}" in err
+    assert fake.calls == []
+    assert sorted(os.listdir(tmp_path)) == sorted(before + ["song.mp3", "outdir"])
+
+
+def test_two_streams_stay_two_inputs(fake, stream, tmp_path, capsys):
+    odd = tmp_path / "b.stream"  # a stream by its content, whatever its name
+    odd.write_bytes(MAGIC + b"\0" * 60)
+    code, _, err = run(["decode", stream, odd], capsys)
+    assert code == 0, err
+    assert [c[1] for c in fake.calls] == [str(stream), str(odd)]
+    fake.calls.clear()
+    missing = tmp_path / "gone.hyb"  # a missing stream is reported in its turn
+    code, _, err = run(["decode", stream, missing, "-f"], capsys)
+    assert code == 3 and [c[1] for c in fake.calls] == [str(stream)]
+    assert error_lines(err) == [f"hybridcodec: {missing}: cannot open: no such file"]
+
+
+# ----------------------------------------------------------------------------- -o folders
+
+
+def test_output_folder_is_created_like_outdir(fake, wavs, tmp_path, capsys):
+    out = tmp_path / "new" / "sub" / "x.hyb"
+    code, _, err = run(["encode", wavs[0], "-o", out], capsys)
+    assert code == 0, err
+    assert out.read_bytes() == b"x" * 500
+    code, _, err = run(["encode", wavs[1], tmp_path / "other" / "y.hyb"], capsys)  # IN OUT
+    assert code == 0, err
+    assert (tmp_path / "other" / "y.hyb").exists()
+    code, _, err = run(["encode", wavs[0], "-o", Path(wavs[1]) / "x.hyb"], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"hybridcodec: -o {Path(wavs[1]) / 'x.hyb'}: its folder {wavs[1]} is not a directory"]
+    # nothing is created before the checks of the whole command line have passed
+    code, _, _ = run(["encode", *wavs, "-o", tmp_path / "never" / "x.hyb"], capsys)
+    assert code == 2 and not (tmp_path / "never").exists()
