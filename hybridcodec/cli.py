@@ -38,6 +38,7 @@ EXIT_DAMAGED_OUTPUT = 6  # decode --ignore-errors: damaged frames written as sil
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM
+EXIT_BROKEN_PIPE = 141  # standard output closed early (`| head`): 128 + SIGPIPE, as `cat`
 STDIO = "-"
 
 ProgressFn = Callable[[int, int], None]
@@ -575,8 +576,8 @@ class _Run:
         for src in self.args.inputs:
             try:
                 one(src)
-            except (KeyboardInterrupt, SystemExit):
-                raise
+            except (KeyboardInterrupt, SystemExit, BrokenPipeError):
+                raise  # the whole run stops (BrokenPipeError: quietly, see main)
             except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
                 self.fail(src, exc)
         return self.exit_code
@@ -654,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
             "full, I/O error), 2 usage, 3 unreadable/unsupported audio, "
             "4 corrupt/truncated/damaged stream, 5 model problem, 6 damaged stream decoded "
             "with --ignore-errors (output written, damaged frames silent), 70 internal "
-            "error, 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+            "error, 130 interrupted (SIGINT), 141 standard output closed (a pipe into "
+            "head: no message), 143 terminated (SIGTERM). "
             "'-' as a path: standard input / output."
         ),
     )
@@ -913,13 +915,18 @@ def main(
             pass
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
-        # e.g. `hybridcodec info a.hyb | head -1`: stop quietly, like other filters
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except Exception:
-            pass
-        return 1
+        # `hybridcodec info *.hyb | head -2`: the reader has gone, so stop quietly, as a
+        # Unix filter killed by SIGPIPE does. Standard output is pointed at /dev/null so
+        # that Python's own flush at exit does not complain about the pipe again.
+        if run is not None:
+            run.clear_progress()
+        if stdout is None and stdout_bytes is None:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - last resort, outside any per-file work
         if debug:
             traceback.print_exc(file=err)

@@ -716,3 +716,50 @@ def test_output_folder_is_created_like_outdir(fake, wavs, tmp_path, capsys):
     # nothing is created before the checks of the whole command line have passed
     code, _, _ = run(["encode", *wavs, "-o", tmp_path / "never" / "x.hyb"], capsys)
     assert code == 2 and not (tmp_path / "never").exists()
+
+
+# ----------------------------------------------------------------------------- broken pipe
+
+
+class ClosedPipe(io.StringIO):
+    """Standard output whose reader has gone (``| head``)."""
+
+    def write(self, text):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_closed_pipe_ends_the_run_quietly(fake, stream, tmp_path):
+    err = io.StringIO()
+    code = cli.main(["info", str(stream), str(stream), str(stream)], stdout=ClosedPipe(),
+                    stderr=err)
+    assert code == cli.EXIT_BROKEN_PIPE == 141
+    assert err.getvalue() == ""
+
+
+class ClosedBinaryPipe(io.BytesIO):
+    def write(self, data):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_closed_pipe_under_binary_output(tmp_path):
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=5000)
+    err = io.StringIO()
+    code = cli.main(["encode", str(src), "-o", "-"], stdout=io.StringIO(), stderr=err,
+                    stdout_bytes=ClosedBinaryPipe())
+    assert code == 141 and err.getvalue() == ""
+    assert sorted(os.listdir(tmp_path)) == ["tone.wav"]
+
+
+def test_closed_pipe_real_process(tmp_path, repo_dir):
+    """``hybridcodec info FILE... | head -1``: no message, exit 141 (128 + SIGPIPE)."""
+    fixture = repo_dir / "tests" / "fixtures" / "v1-cellar-01.hyb"
+    env = dict(os.environ, PYTHONPATH=str(repo_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "hybridcodec", "info", *[str(fixture)] * 300],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as head does
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert first.decode().strip() == f"{fixture}:"
+    assert stderr == b""
