@@ -1,16 +1,18 @@
 """The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info`` and
 ``truncate`` (cut a stream down to a lower tier).
 
-Every input file is processed on its own: an error on one prints
-``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
-next; the exit status is the ``exit_code`` of the first error (0 when all succeeded).
-Usage errors exit with 2, SIGINT with 130 and SIGTERM with 143 (outputs are written
-atomically, so an interrupted run leaves no partial file), a damaged stream decoded with
-``--ignore-errors`` with 6, and anything unexpected prints one ``internal error`` line
-and exits with 70 (``HYBRIDCODEC_DEBUG=1`` adds the traceback). ``-`` as a path means
-standard input / output.
+Options may come anywhere among the paths, as flac and sox take them. Every input file is
+processed on its own: an error on one prints ``hybridcodec: <file>: <message>`` on one
+line to stderr and the run goes on with the next; the exit status is the ``exit_code`` of
+the first error (0 when all succeeded). Usage errors exit with 2, SIGINT with 130 and
+SIGTERM with 143 at any point, start-up included (outputs are written atomically, so an
+interrupted run leaves no partial file), a damaged stream decoded with
+``--ignore-errors`` with 6, a closed standard output (``| head``) with 141 and no message,
+and anything unexpected prints one ``internal error`` line and exits with 70
+(``HYBRIDCODEC_DEBUG=1`` adds the traceback). ``-`` as a path means standard input /
+output.
 
-The codec itself is imported lazily (it pulls in torch), through the small wrappers
+The codec itself is imported lazily (it pulls in numba), through the small wrappers
 :func:`encode_file`, :func:`decode_file`, :func:`verify_file`, :func:`describe_stream`
 and :func:`decoded_suffix`, which tests may replace.
 """
@@ -45,7 +47,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- codec calls
-# Thin wrappers so the CLI imports the codec (and torch) only when it needs it, and so
+# Thin wrappers so the CLI imports the codec (and numba) only when it needs it, and so
 # tests can monkeypatch them.
 
 
@@ -327,6 +329,7 @@ class _Run:
         self.progress: ProgressLine | None = None
         self.printed_info = False
         self.outputs: dict[str, str] = {}  # realpath of an output -> input that claimed it
+        self.working = False  # see start_work
 
     # -- reporting
 
@@ -406,6 +409,15 @@ class _Run:
             kw["strict"] = True
         return kw
 
+    def start_work(self) -> None:
+        """Called before the first output, temporary file or worker process can exist:
+        load the codec while a signal still ends the process at once (start-up), then
+        make signals unwind through the cleanup instead."""
+        if not self.working:
+            _load_codec(self.args.verb)
+            _install_signal_handlers()
+            self.working = True
+
     # -- verbs
 
     def claim_output(self, src: str, dst: str) -> None:
@@ -440,6 +452,7 @@ class _Run:
         if dst != STDIO:
             check_output_path(dst, overwrite=args.force)  # before any work
         func = encode_file if verb == "encode" else decode_file
+        self.start_work()
         report = func(
             self.stdin_bytes() if src == STDIO else src,
             self.stdout_bytes() if dst == STDIO else dst,
@@ -461,6 +474,7 @@ class _Run:
 
     def verify_one(self, src: str) -> None:
         _check_input(src, "verify")
+        self.start_work()
         report = verify_file(
             self.stdin_bytes() if src == STDIO else src,
             model=self.args.model,
@@ -501,6 +515,7 @@ class _Run:
         from .atomic import check_output_path
 
         check_output_path(dst, overwrite=args.force)
+        self.start_work()
         report = truncate_file(src, dst, tier=args.tier, kbps=args.kbps, overwrite=args.force)
         seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
         rate = 8 * report.output_bytes / seconds / 1000 if seconds > 0 else 0.0
@@ -516,6 +531,7 @@ class _Run:
 
     def info_one(self, src: str) -> None:
         _check_input(src, "info")
+        self.start_work()
         text = describe_stream(self.stdin_bytes() if src == STDIO else src).rstrip("\n")
         if self.printed_info:
             text = "\n" + text  # a blank line between files
@@ -822,19 +838,18 @@ class Terminated(KeyboardInterrupt):
     worker processes) runs exactly as for Ctrl-C."""
 
 
-def _install_signal_handlers() -> dict:
+def _install_signal_handlers() -> None:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, once: a second
     signal while the first one's cleanup runs is ignored, so the cleanup completes.
 
     While the codec codes, the exception is raised between two frames, not inside one
-    (:mod:`hybridcodec.cancel`). Signals the caller ignores stay ignored. Returns the
-    handlers to restore."""
+    (:mod:`hybridcodec.cancel`). Signals the caller ignores stay ignored."""
     import threading
 
     from . import cancel
 
     if threading.current_thread() is not threading.main_thread():
-        return {}
+        return
     received: list[int] = []
 
     def handler(signum, frame):
@@ -843,15 +858,13 @@ def _install_signal_handlers() -> dict:
         received.append(signum)
         cancel.interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
-    previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             if signal.getsignal(sig) is signal.SIG_IGN:
                 continue
-            previous[sig] = signal.signal(sig, handler)
+            signal.signal(sig, handler)
         except (ValueError, OSError):  # pragma: no cover - not the main interpreter
             pass
-    return previous
 
 
 def _restore_signal_handlers(previous: dict) -> None:
@@ -863,6 +876,14 @@ def _restore_signal_handlers(previous: dict) -> None:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         except (ValueError, OSError, TypeError):  # pragma: no cover
             pass
+
+
+def _load_codec(verb: str) -> None:
+    """Import what ``verb`` runs (numba, constriction, scipy: a second or more of start-up)."""
+    if verb == "truncate":
+        from . import truncation  # noqa: F401
+    else:
+        from . import codec  # noqa: F401
 
 
 def _quiet_write_errors(previous: Callable, debug: bool) -> Callable:
@@ -888,14 +909,20 @@ def main(
 
     ``stdin_bytes`` / ``stdout_bytes`` are the binary streams behind the path ``-``
     (default ``sys.stdin.buffer`` / ``sys.stdout.buffer``).
+
+    Until the first file's work begins (argument parsing, the codec's imports: numba, ...),
+    SIGINT / SIGTERM end the process at once with 130 / 143 (nothing exists yet to
+    clean up); from then on they unwind through every cleanup path first.
     """
+    from . import cancel
+
+    previous = cancel.exit_on_signal(PROG)  # first thing: start-up is interruptible too
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     debug = os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0")
     unraisable = sys.unraisablehook
     sys.unraisablehook = _quiet_write_errors(unraisable, debug)
     run: _Run | None = None
-    previous = _install_signal_handlers()
     try:
         try:
             args = parse_args(argv)

@@ -763,3 +763,43 @@ def test_closed_pipe_real_process(tmp_path, repo_dir):
     assert proc.wait(timeout=120) == 141
     assert first.decode().strip() == f"{fixture}:"
     assert stderr == b""
+
+
+# ----------------------------------------------------------------------------- start-up signals
+
+
+SIGNAL_AT_IMPORT = """
+import signal, sys
+
+class _SignalAtImport:
+    # sends the signal to this process when the CLI first imports the module
+    done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and not self.done:
+            self.done = True
+            signal.raise_signal(signal.{sig})
+        return None
+
+sys.meta_path.insert(0, _SignalAtImport())
+"""
+
+
+@pytest.mark.parametrize("module,sig,code", [
+    ("argparse", "SIGINT", 130),  # the CLI module's own imports, before cli.main
+    ("numba", "SIGINT", 130),  # the codec's imports, a second or more
+    ("constriction", "SIGTERM", 143),
+])
+def test_signal_during_start_up_is_quiet(tmp_path, repo_dir, module, sig, code):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_AT_IMPORT.format(module=module, sig=sig))
+    src = tmp_path / "tone.wav"
+    _write_wav(src, n=1000)
+    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{repo_dir}")
+    proc = subprocess.run([sys.executable, "-m", "hybridcodec", "encode", str(src), "-o",
+                           str(tmp_path / "out.hyb")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    word = "terminated" if sig == "SIGTERM" else "interrupted"
+    assert (proc.returncode, proc.stderr) == (code, f"hybridcodec: {word}\n")
+    assert sorted(os.listdir(tmp_path)) == ["hook", "tone.wav"]
