@@ -2,8 +2,9 @@
 
 Public API::
 
-    hybridcodec.encode("song.flac", "song.hyb")           # files (hybridcodec.codec)
-    hybridcodec.decode("song.hyb", "out.flac")
+    hybridcodec.encode("song.flac", "song.hyb")           # files: tags, pictures, chunks kept
+    hybridcodec.decode("song.hyb", "out.flac")            # ... and written back
+    hybridcodec.decode("song.hyb", "out.wav", metadata=False)
     data = hybridcodec.encode_array(pcm, 44100)           # arrays (hybridcodec.api)
     pcm, rate = hybridcodec.decode_bytes(data)
     with hybridcodec.open_stream("song.hyb") as stream:   # frame by frame

@@ -65,14 +65,24 @@ _ARRAY_NAME = "<array>"
 
 class _ArrayReader:
     """PCM in memory behind the interface of :class:`~hybridcodec.audio_io.AudioReader`
-    (what :func:`hybridcodec.codec._encode_lossless` reads): a frame at a time, int32."""
+    (what :func:`hybridcodec.codec._encode_lossless` reads): a frame at a time, int32.
+    An array carries no metadata and cannot disagree with a header of its own."""
+
+    metadata = None
+    source_md5 = None
+    source_md5_bits = None
 
     def __init__(self, pcm: np.ndarray, info: AudioInfo) -> None:
         self._pcm = pcm
         self.info = info
         self.path = _ARRAY_NAME
         self.nbytes = info.num_samples * info.channels * (info.bits_per_sample // 8)
+        self.problems: list[str] = []
+        self.metadata_notes: list[str] = []
         self._pos = 0
+
+    def md5_problem(self, digest: bytes | None, pcm_md5=None) -> str | None:
+        return None
 
     @property
     def position(self) -> int:

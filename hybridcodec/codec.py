@@ -24,7 +24,7 @@ from .audio_io import AudioInfo, display_name, is_file_object, open_audio, open_
 from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
                         read_stream_layout, write_footer, write_frame, write_header)
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
-                     ModelMismatchError, UsageError)
+                     ModelMismatchError, UnsupportedAudioError, UsageError)
 from .tiers import layer_name, layer_order
 from .truncation import GROUPS_KEY, truncate_file
 
@@ -60,6 +60,11 @@ class CodingReport:
     warnings: list[str] = field(default_factory=list)
     #: whether the decoded PCM matched the stream's MD5 (None: it could not be checked)
     md5_ok: bool | None = True
+    #: warnings that are not damage, one line each: metadata the output could not carry,
+    #: an input that disagrees with itself (encode). They do not change the exit status.
+    notes: list[str] = field(default_factory=list)
+    #: bits per sample of the audio: with the sample and channel counts, the raw PCM size
+    bits_per_sample: int = 0
 
     @property
     def clean(self) -> bool:
@@ -224,16 +229,25 @@ def _check_jobs(jobs) -> int:
 def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                 model: str | None = None, overwrite: bool = False,
                 progress: Progress | None = None, jobs: int = 1, tier: str | None = None,
-                kbps: float | None = None) -> CodingReport:
+                kbps: float | None = None, metadata: bool = True,
+                strict: bool = False) -> CodingReport:
     """Encode an audio file (WAV/FLAC/AIFF, integer PCM) into a .hyb stream.
 
     Lossless unless ``tier`` (a name from :data:`hybridcodec.tiers.TIERS`) or ``kbps`` (a
     bit-rate ceiling) asks for a lower tier: the file is then encoded losslessly and
     truncated, exactly as ``hybridcodec truncate`` would do it.
+
+    ``metadata``: store the input's tags, pictures, cue sheets and chunks in the stream
+    (:mod:`hybridcodec.metadata`). An input that disagrees with itself (a header that
+    declares another length than its audio has, a FLAC MD5 that its audio does not match)
+    is encoded as far as its audio really goes, with a line in ``report.notes``; with
+    ``strict`` it is an :class:`~hybridcodec.errors.UnsupportedAudioError` instead and
+    nothing is written.
     """
     if (tier is None or tier == "lossless") and kbps is None:
         return _encode_lossless(src, dst, model=model, overwrite=overwrite,
-                                progress=progress, jobs=jobs)
+                                progress=progress, jobs=jobs, metadata=metadata,
+                                strict=strict)
     if is_file_object(dst):
         raise UsageError("a lower tier needs a file output (truncation reads the stream twice)")
     from .atomic import check_output_path
@@ -243,7 +257,7 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     with tempfile.TemporaryDirectory(prefix="hybridcodec-") as tmp:
         full = os.path.join(tmp, "full.hyb")
         report = _encode_lossless(src, full, model=model, overwrite=True, progress=progress,
-                                  jobs=jobs)
+                                  jobs=jobs, metadata=metadata, strict=strict)
         cut = truncate_file(full, dst, tier=tier, kbps=kbps, overwrite=overwrite)
     report.output_bytes = cut.output_bytes
     report.seconds = time.perf_counter() - start
@@ -254,6 +268,7 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
 def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                      model: str | None = None, overwrite: bool = False,
                      progress: Progress | None = None, jobs: int = 1,
+                     metadata: bool = True, strict: bool = False,
                      pcm_reader=None) -> CodingReport:
     """Lossless encode (see :func:`encode_file`).
 
@@ -264,8 +279,8 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     CPU); the stream is byte-identical to ``jobs=1``.
 
     ``pcm_reader``: PCM that is already open, read instead of ``src`` (which then only
-    names it in messages): an object like :class:`~hybridcodec.audio_io.AudioReader`
-    with ``info``, ``read(n)``, ``nbytes`` and the context manager protocol
+    names it in messages): an object with the interface of
+    :class:`~hybridcodec.audio_io.AudioReader` that the code below uses, plus ``nbytes``
     (:func:`hybridcodec.api.encode_array`'s array).
     """
     from .framecodec import layer_count  # the coder (numba) only where it codes: not for info
@@ -283,16 +298,30 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     try:
         source = spool if spool is not None else src
         input_bytes = _size(source) if pcm_reader is None else pcm_reader.nbytes
-        with (open_audio(source) if pcm_reader is None else pcm_reader) as reader:
+        with (open_audio(source, metadata=metadata) if pcm_reader is None
+              else pcm_reader) as reader:
             info = reader.info
+            notes: list[str] = []
+            for problem in reader.problems:
+                _inconsistent(name, problem, strict, notes,
+                              f"encoded the {info.num_samples} samples present")
+            captured = reader.metadata if metadata else None
+            if metadata:
+                notes += reader.metadata_notes
             header = StreamHeader(
                 sample_rate=info.sample_rate, channels=info.channels,
                 bits_per_sample=info.bits_per_sample, subtype=info.subtype,
                 source_format=info.source_format, num_samples=info.num_samples,
                 frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
                 num_layers=layer_count(net),
-                extra={GROUPS_KEY: layer_count(net) // (cfg.levels + 1)})
+                extra={GROUPS_KEY: layer_count(net) // (cfg.levels + 1)},
+                metadata=captured.to_bytes() if captured is not None else None)
             md5 = hashlib.md5()
+            # FLAC's MD5 is of the PCM at STREAMINFO's depth, which libsndfile may have
+            # widened (12 and 20 bits): then it needs its own hash of the samples
+            bits = reader.source_md5_bits
+            flac_md5 = hashlib.md5() if reader.source_md5 is not None and bits is not None \
+                and bits != info.bits_per_sample else None
 
             def tasks():
                 done = 0
@@ -303,6 +332,8 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                         raise InputFileError(f"{name}: audio ends after {done + len(pcm)} "
                                              f"of {info.num_samples} declared samples")
                     md5.update(pcm_bytes(pcm, info.bits_per_sample))
+                    if flac_md5 is not None:
+                        flac_md5.update(pcm_bytes(pcm >> (info.bits_per_sample - bits), bits))
                     done += len(pcm)
                     yield "encode", pcm
 
@@ -316,6 +347,10 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                     written += n
                     if progress:
                         progress(written, info.num_samples)
+                # before the end chunk, so that --strict leaves no complete stream
+                problem = reader.md5_problem(md5.digest(), flac_md5)
+                if problem:
+                    _inconsistent(name, problem, strict, notes, "encoded the audio as decoded")
                 write_footer(fp, StreamFooter(header.num_frames, info.num_samples,
                                               md5.digest()))
     finally:
@@ -323,7 +358,15 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
             spool.close()
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, info.num_samples,
-                        info.sample_rate, info.channels, time.perf_counter() - start)
+                        info.sample_rate, info.channels, time.perf_counter() - start,
+                        notes=notes, bits_per_sample=info.bits_per_sample)
+
+
+def _inconsistent(name: str, problem: str, strict: bool, notes: list[str], went_on: str) -> None:
+    """An input that disagrees with itself: an error with ``strict``, else a note."""
+    if strict:
+        raise UnsupportedAudioError(f"{name}: {problem} (refused: --strict)")
+    notes.append(f"{problem}; {went_on}")
 
 
 def _open_stream(src) -> BinaryIO:
@@ -338,12 +381,33 @@ def _open_stream(src) -> BinaryIO:
 
 
 def check_model(header: StreamHeader, model_id: str, model: str | None, src) -> None:
-    """Refuse to decode with a model other than the one that coded the stream."""
-    if header.model_id != model_id:
-        given = "the embedded default model" if model is None else f"model {os.fspath(model)}"
-        raise ModelMismatchError(
-            f"{display_name(src)}: coded with model {header.model_id}, but {given} is "
-            f"{model_id} (pass the right --model)")
+    """Refuse to decode with a model other than the one that coded the stream.
+
+    ``model`` is the model file given (None: the built-in default), ``model_id`` its id.
+    The message names the stream's model and says whether this package has it (the
+    built-in default, or an earlier default that ships with it and is found without
+    ``--model``) or not (then only the model file that coded the stream can decode it).
+    """
+    from .model import bundled_model_path, load_model
+
+    wanted = header.model_id
+    if wanted == model_id:
+        return
+    default_id = load_model(None)[1]
+    given = ("the built-in default model" if model is None
+             else f"model file {os.fspath(model)}"
+             + (" (the built-in default)" if model_id == default_id else ""))
+    if wanted == default_id:
+        known = f"the built-in default model {wanted}"
+        hint = "decode without --model"
+    elif bundled_model_path(wanted) is not None:
+        known = f"model {wanted}, an earlier default that ships with hybridcodec"
+        hint = "decode without --model"
+    else:
+        known = f"model {wanted}, which does not ship with hybridcodec"
+        hint = "decode with --model and the model file that coded it"
+    raise ModelMismatchError(f"{display_name(src)}: coded with {known}, but {given} is "
+                             f"{model_id}: {hint}")
 
 
 @dataclass
@@ -353,18 +417,36 @@ class _DecodeResult:
     warnings: list[str]
     md5_ok: bool | None
     bytes_read: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _stream_metadata(header: StreamHeader, name: str, ignore_errors: bool,
+                     warnings: list[str]):
+    """The stream's metadata parsed, or None; a malformed blob is corrupt (recovering:
+    a warning, and no metadata)."""
+    from .metadata import parse_metadata
+
+    if header.metadata is None:
+        return None
+    try:
+        return parse_metadata(header.metadata)
+    except CorruptStreamError as exc:
+        if not ignore_errors:
+            raise CorruptStreamError(f"{name}: {exc}") from None
+        warnings.append(f"{str(exc).replace('corrupt stream: ', '')}: metadata not restored")
+        return None
 
 
 class _StreamDecoder:
     """One stream decoded frame by frame: the loop behind :func:`decode_file`,
     :func:`verify_file` and :func:`hybridcodec.api.open_stream`.
 
-    Construction reads the header and checks the model (errors raise there);
-    :meth:`blocks` yields each frame's PCM as int32 ``(n, channels)``; :meth:`finish`,
-    after the last block, checks the MD5. Strict (``ignore_errors`` false): the first
-    problem raises. Otherwise a frame that cannot be decoded (container damage, payload
-    CRC, codec error, samples out of range) becomes silence and is listed, and the rest
-    is decoded (docs/format.md, "Recovery").
+    Construction reads the header, checks the model and parses the stream's metadata
+    (:attr:`metadata`; errors raise there); :meth:`blocks` yields each frame's PCM as
+    int32 ``(n, channels)``; :meth:`finish`, after the last block, checks the MD5.
+    Strict (``ignore_errors`` false): the first problem raises. Otherwise a frame that
+    cannot be decoded (container damage, payload CRC, codec error, samples out of range)
+    becomes silence and is listed, and the rest is decoded (docs/format.md, "Recovery").
     """
 
     def __init__(self, fp: BinaryIO, name: str, *, model: str | None, ignore_errors: bool,
@@ -389,6 +471,9 @@ class _StreamDecoder:
         self.lossless = header.num_layers == layer_count(net)
         self.info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
                               header.bits_per_sample, header.subtype, header.source_format)
+        self._meta_warnings: list[str] = []
+        #: the stream's metadata, parsed (None: it has none)
+        self.metadata = _stream_metadata(header, name, ignore_errors, self._meta_warnings)
         self.damaged: list[DamagedRegion] = []
         self.warnings: list[str] = []
         self.md5_ok: bool | None = None
@@ -443,7 +528,7 @@ class _StreamDecoder:
                 self.done += n
                 index += 1
                 yield pcm.astype(np.int32)
-        self.warnings = list(stream.problems)
+        self.warnings = list(stream.problems) + self._meta_warnings
 
     def finish(self) -> None:
         """After the last block: compare the MD5 (lossless streams), set :attr:`md5_ok`."""
@@ -466,12 +551,14 @@ class _StreamDecoder:
 def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
                    ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
                    seed: int = 0) -> _DecodeResult:
-    """Decode a stream frame by frame, handing PCM blocks to ``open_sink(info)``'s writer
-    (see :class:`_StreamDecoder`)."""
+    """Decode a stream frame by frame, handing PCM blocks to
+    ``open_sink(info, metadata)``'s writer (``metadata``: the stream's, parsed, or None;
+    see :class:`_StreamDecoder`)."""
     decoder = _StreamDecoder(fp, name, model=model, ignore_errors=ignore_errors, jobs=jobs,
                              fill=fill, seed=seed)
     header = decoder.header
-    with open_sink(decoder.info) as out, contextlib.closing(decoder.blocks()) as blocks:
+    with open_sink(decoder.info, decoder.metadata) as out, \
+            contextlib.closing(decoder.blocks()) as blocks:
         for pcm in blocks:
             if out is not None:
                 out.write(pcm)
@@ -485,15 +572,17 @@ def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Prog
                 warnings.append(f"the WAV header written to {display_name(out.path)} declares "
                                 f"{header.num_samples} samples, {decoder.done} were written")
         decoder.finish()
+    notes = list(getattr(out, "notes", None) or [])
     return _DecodeResult(header, decoder.damaged, decoder.warnings, decoder.md5_ok,
-                         decoder.stream.bytes_read)
+                         decoder.stream.bytes_read, notes)
 
 
 @single_threaded
 def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                 model: str | None = None, overwrite: bool = False,
                 progress: Progress | None = None, ignore_errors: bool = False,
-                jobs: int = 1, fill: str = "sample", seed: int = 0) -> CodingReport:
+                jobs: int = 1, fill: str = "sample", seed: int = 0,
+                metadata: bool = True) -> CodingReport:
     """Decode a .hyb stream to WAV/FLAC/AIFF (by ``dst``'s extension), verifying its MD5.
 
     A lower-tier stream decodes to full-band audio: what its dropped layers carried is
@@ -505,22 +594,30 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     ``ignore_errors`` a damaged frame is written as silence and decoding goes on (the
     report lists the frames and warnings; the output is kept); without it the first
     problem raises and no output is left. ``jobs`` as for :func:`encode_file`.
+
+    ``metadata``: write the metadata stored with the stream into the output, all of it
+    when the output has the source's container type, else what maps (``report.notes``
+    names what could not be carried).
     """
     start = time.perf_counter()
     jobs = _check_jobs(jobs)
     name = display_name(src)
     target = _Counting(dst) if is_file_object(dst) else dst
+
+    def sink(info, meta):
+        return open_audio_writer(target, info, overwrite=overwrite,
+                                 metadata=meta if metadata else None)
+
     with _open_stream(src) as fp:
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
-            open_sink=lambda info: open_audio_writer(target, info, overwrite=overwrite),
-            fill=_check_fill(fill), seed=_check_seed(seed))
+            open_sink=sink, fill=_check_fill(fill), seed=_check_seed(seed))
     h = result.header
     input_bytes = _size(src) if not is_file_object(src) else result.bytes_read
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
                         time.perf_counter() - start, result.damaged, result.warnings,
-                        result.md5_ok)
+                        result.md5_ok, result.notes, h.bits_per_sample)
 
 
 @single_threaded
@@ -537,7 +634,7 @@ def verify_file(src: str | os.PathLike | BinaryIO, *, model: str | None = None,
     with _open_stream(src) as fp:
         result = _decode_stream(fp, name, model=model, progress=progress,
                                 ignore_errors=ignore_errors, jobs=jobs,
-                                open_sink=lambda info: contextlib.nullcontext(None))
+                                open_sink=lambda info, meta: contextlib.nullcontext(None))
     h = result.header
     return VerifyReport(name, h.num_samples, h.sample_rate, h.channels, h.num_frames,
                         result.bytes_read, time.perf_counter() - start, result.damaged,
@@ -563,13 +660,38 @@ def describe_stream(src: str | os.PathLike) -> str:
         f"  size        {layout.total_bytes} bytes"
         + (f", {100 * layout.total_bytes / pcm:.1f} % of PCM, "
            f"{8 * layout.total_bytes / seconds / 1000:.1f} kbit/s" if pcm else ""),
-        "  layers:",
     ]
+    if h.metadata is not None:
+        from .metadata import describe_metadata, parse_metadata
+
+        try:
+            meta = parse_metadata(h.metadata)
+        except CorruptStreamError as exc:
+            raise CorruptStreamError(f"{src}: {exc}") from None
+        first, *rest = describe_metadata(meta)
+        lines.append(f"  metadata    {first}")
+        lines += [f"    {line}" for line in rest]
+    lines.append("  layers:")
     groups = int(h.extra.get(GROUPS_KEY, 1))
     order = layer_order(h.levels, groups)
-    for layer_id in range(h.num_layers):
+    names = [layer_name(*order[layer_id], h.levels, groups) for layer_id in range(h.num_layers)]
+    overhead = "container overhead"
+    width = max([len(overhead), *map(len, names)])  # one column for every row
+    for layer_id, name in enumerate(names):
         nbytes = layout.layer_bytes.get(layer_id, 0)
-        lines.append(f"    {layer_id:2d}  {layer_name(*order[layer_id], h.levels, groups):28s} "
-                     f"{nbytes:10d} bytes ({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
-    lines.append(f"    --  container overhead           {layout.overhead_bytes:10d} bytes")
+        lines.append(f"    {layer_id:2d}  {name:<{width}s} {nbytes:10d} bytes "
+                     f"({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
+    if layout.metadata_bytes:
+        lines.append(f"    --  {'metadata chunk':<{width}s} {layout.metadata_bytes:10d} bytes")
+    lines.append(f"    --  {overhead:<{width}s} "
+                 f"{layout.overhead_bytes - layout.metadata_bytes:10d} bytes")
     return "\n".join(lines)
+
+
+def decoded_suffix(src: str | os.PathLike) -> str:
+    """The default output extension for decoding ``src``: ``.flac`` if it was coded from
+    FLAC, else ``.wav``. Only the header chunk is read (a damaged metadata chunk is the
+    decoder's to report)."""
+    with _open_stream(src) as fp:
+        source_format = StreamReader(fp, recover=True).header.source_format
+    return ".flac" if str(source_format).upper() == "FLAC" else ".wav"

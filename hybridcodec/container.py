@@ -1,15 +1,18 @@
-"""The ``.hyb`` bitstream container, format version 2 (normative spec: ``docs/format.md``).
+"""The ``.hyb`` bitstream container, format version 3 (normative spec: ``docs/format.md``).
 
-A stream is a header chunk, one frame chunk per frame, and an end chunk, all
-little-endian and each protected by a CRC-32 (``zlib.crc32``)::
+A stream is a header chunk, an optional metadata chunk (version 3 on), one frame chunk
+per frame, and an end chunk, all little-endian and each protected by a CRC-32
+(``zlib.crc32``)::
 
     header  "HYBC" | version u8 | flags u8 | json_len u16 | JSON | crc32
+    meta    "HM" | length u32 | blob | crc32                    (optional, version >= 3)
     frame   "HF" | index u32 | num_samples u32 | num_layers u8
             | num_layers x (layer_id u8, length u32) | crc32
             | num_layers x (payload | crc32 of payload)
     end     "HE" | num_frames u32 | num_samples u64 | md5[16] | crc32
 
-This module knows nothing about audio or models: payloads are opaque bytes. Writing
+This module knows nothing about audio or models: payloads and the metadata blob are
+opaque bytes (:mod:`hybridcodec.metadata` reads the blob). Writing
 validates its arguments and raises :class:`ValueError` on a bad object (a programming
 error). Reading validates every byte it is given and raises only
 :class:`~hybridcodec.errors.CorruptStreamError` or its subclasses
@@ -53,13 +56,18 @@ __all__ = [
 # --------------------------------------------------------------------------- constants
 
 MAGIC = b"HYBC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this build decodes. A format change bumps FORMAT_VERSION and adds it here;
 #: older versions stay in the set for as long as their readers are kept.
-SUPPORTED_VERSIONS = frozenset({1, 2})
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+#: The first version with a metadata chunk.
+METADATA_VERSION = 3
 
 FRAME_SYNC = b"HF"
 END_SYNC = b"HE"
+METADATA_SYNC = b"HM"
+#: The most bytes a metadata chunk's blob may hold (checked before anything is read).
+MAX_METADATA_LEN = 1 << 26
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1, 1_000_000
 MIN_CHANNELS, MAX_CHANNELS = 1, 8
@@ -79,12 +87,14 @@ _HEADER_FIXED = struct.Struct("<4sBBH")  # magic, version, flags, json_len
 _FRAME_FIXED = struct.Struct("<2sIIB")  # sync, index, num_samples, num_layers
 _LAYER_ENTRY = struct.Struct("<BI")  # layer_id, length
 _END_BODY = struct.Struct("<IQ16s")  # num_frames, num_samples, md5 (after the sync)
+_META_FIXED = struct.Struct("<2sI")  # sync, blob length
 _CRC = struct.Struct("<I")
 
 HEADER_FIXED_SIZE = _HEADER_FIXED.size + _CRC.size  # 12 bytes + json_len
 FRAME_FIXED_SIZE = _FRAME_FIXED.size + _CRC.size  # 15 bytes + 9 per layer
 LAYER_OVERHEAD = _LAYER_ENTRY.size + _CRC.size  # 9 bytes per layer (table entry + CRC)
 END_CHUNK_SIZE = len(END_SYNC) + _END_BODY.size + _CRC.size  # 34 bytes
+METADATA_OVERHEAD = _META_FIXED.size + _CRC.size  # 10 bytes + the blob
 
 _READ_CHUNK = 1 << 20  # bytes per read() where the input's size is unknown
 _SCAN_CHUNK = 1 << 16  # bytes looked at per step while resynchronising
@@ -134,12 +144,15 @@ class StreamHeader:
     tier: str = "lossless"
     #: JSON keys this version does not know; kept and written back unchanged.
     extra: dict = field(default_factory=dict)
-    #: The header's flags byte. No bit is defined in versions 1-2; readers keep it.
+    #: The header's flags byte. No bit is defined in versions 1-3; readers keep it.
     flags: int = 0
     #: The format version the stream was written in. The container layout of versions
     #: 1 and 2 is the same (they differ in layer payloads, which the model's config
     #: selects), so a rewriting tool keeps the version it read.
     version: int = FORMAT_VERSION
+    #: The metadata chunk's blob (version 3 on; None: the stream has no metadata chunk).
+    #: Written right after the header chunk, so a rewriting tool keeps it with the header.
+    metadata: bytes | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -196,9 +209,10 @@ class StreamLayout:
     num_frames: int
     layer_bytes: dict[int, int]  # layer_id -> payload bytes summed over all frames
     layer_frames: dict[int, int]  # layer_id -> number of frames that carry it
-    header_bytes: int  # the header chunk
+    header_bytes: int  # the header chunk and the metadata chunk (if any)
     framing_bytes: int  # frame headers, layer tables, payload CRCs, end chunk
     total_bytes: int
+    metadata_bytes: int = 0  # the metadata chunk (part of header_bytes)
 
     @property
     def overhead_bytes(self) -> int:
@@ -279,6 +293,13 @@ def _header_problem(header: StreamHeader) -> str | None:
             f"num_samples / frame_length gives {num_frames} frames, "
             f"more than the {MAX_NUM_FRAMES} a stream can hold"
         )
+    if header.metadata is not None:
+        if not isinstance(header.metadata, (bytes, bytearray, memoryview)):
+            return f"metadata must be bytes, got {type(header.metadata).__name__}"
+        if int(header.version) < METADATA_VERSION:
+            return f"a version {int(header.version)} stream has no metadata chunk"
+        if not 1 <= len(header.metadata) <= MAX_METADATA_LEN:
+            return f"metadata must be 1..{MAX_METADATA_LEN} bytes, got {len(header.metadata)}"
     if not isinstance(header.extra, dict):
         return f"extra must be a dict, got {type(header.extra).__name__}"
     for key in header.extra:
@@ -315,7 +336,8 @@ def _header_json(header: StreamHeader) -> bytes:
 
 
 def write_header(fp: BinaryIO, header: StreamHeader) -> None:
-    """Write the header chunk. Raises ValueError if ``header`` is not a valid header."""
+    """Write the header chunk, then the metadata chunk if ``header.metadata`` is set.
+    Raises ValueError if ``header`` is not a valid header."""
     if not isinstance(header, StreamHeader):
         raise ValueError(f"expected a StreamHeader, got {type(header).__name__}")
     problem = _header_problem(header)
@@ -324,6 +346,10 @@ def write_header(fp: BinaryIO, header: StreamHeader) -> None:
     body = _header_json(header)
     head = _HEADER_FIXED.pack(MAGIC, int(header.version), int(header.flags), len(body))
     fp.write(head + body + _CRC.pack(_crc32(head, body)))
+    if header.metadata is not None:
+        blob = bytes(header.metadata)
+        meta = _META_FIXED.pack(METADATA_SYNC, len(blob))
+        fp.write(meta + blob + _CRC.pack(_crc32(meta, blob)))
 
 
 def _payload_bytes(payload: Any, where: str) -> bytes:
@@ -638,17 +664,26 @@ class StreamReader:
 
     def __init__(self, fp: BinaryIO, *, recover: bool = False):
         self._src = _Source(fp)
-        self.header: StreamHeader = _read_header(self._src)
-        self.header_bytes: int = self._src.pos
-        self.footer: StreamFooter | None = None
+        header = _read_header(self._src)
         #: Recovering reader: :meth:`frames` yields a :class:`DamagedFrame` in place of
         #: each frame it cannot deliver instead of raising, and resynchronises on the next
         #: good frame header (docs/format.md, "Recovery"). The header must be intact.
         self.recover = recover
-        #: Recovering reader: problems that are not a damaged frame (end chunk missing or
-        #: damaged, trailing data), one line each. ``footer`` stays None when the end
-        #: chunk could not be used.
+        #: Recovering reader: problems that are not a damaged frame (metadata chunk
+        #: damaged, end chunk missing or damaged, trailing data), one line each.
+        #: ``footer`` stays None when the end chunk could not be used.
         self.problems: list[str] = []
+        self._skip_reported = False  # bytes skipped next were reported already
+        start = self._src.pos
+        if header.version >= METADATA_VERSION:
+            blob = self._read_metadata()
+            if blob is not None:
+                header = replace(header, metadata=blob)
+        self.header: StreamHeader = header
+        #: bytes of the metadata chunk (0: none, or damaged and skipped by recovery)
+        self.metadata_bytes: int = self._src.pos - start if header.metadata is not None else 0
+        self.header_bytes: int = self._src.pos
+        self.footer: StreamFooter | None = None
         #: Recovering reader: the first frame of a missing tail (the input ended, or its
         #: end chunk disagrees with the header, before that frame): frames from there on
         #: were neither delivered nor reported. None when the stream was read to its end.
@@ -659,6 +694,42 @@ class StreamReader:
     def bytes_read(self) -> int:
         """Bytes consumed from the input so far."""
         return self._src.pos
+
+    def _read_metadata(self) -> bytes | None:
+        """The metadata chunk's blob if one follows the header, else None.
+
+        Recovering, a damaged chunk is reported and skipped: the search for the first
+        frame starts just after its sync, and the bytes it skips are not reported again.
+        """
+        src = self._src
+        if src.peek(len(METADATA_SYNC)) != METADATA_SYNC:
+            return None
+        src.start_record()
+        try:
+            head = src.read_exact(_META_FIXED.size, "metadata chunk")
+            _, length = _META_FIXED.unpack(head)
+            if length == 0 or length > MAX_METADATA_LEN:
+                raise CorruptStreamError(
+                    f"corrupt stream: metadata chunk declares {length} bytes, "
+                    f"1..{MAX_METADATA_LEN} allowed")
+            blob = src.read_exact(length, f"metadata chunk ({length} bytes)")
+            (stored,) = _CRC.unpack(src.read_exact(_CRC.size, "metadata chunk CRC"))
+            computed = _crc32(head, blob)
+            if stored != computed:
+                raise CorruptStreamError(
+                    f"corrupt stream: metadata chunk CRC mismatch "
+                    f"(stored {stored:08x}, computed {computed:08x})")
+        except CorruptStreamError as exc:
+            data = src.stop_record()
+            if not self.recover:
+                raise
+            src.unread(data[len(METADATA_SYNC):])
+            reason = str(exc).replace("corrupt stream: ", "").replace("truncated stream: ", "")
+            self.problems.append(f"{reason}: metadata not restored")
+            self._skip_reported = True
+            return None
+        src.stop_record()
+        return blob
 
     def frames(self) -> Iterator[Frame]:
         """The frames in order, each fully checked (CRCs included) before it is yielded."""
@@ -681,7 +752,7 @@ class StreamReader:
     def _iter_recovering(self, num_frames: int) -> Iterator[Frame | DamagedFrame]:
         src, header = self._src, self.header
         next_index = 0  # the lowest frame index not yet delivered or reported
-        after_damage = False  # the search starts inside a frame already reported
+        after_damage = self._skip_reported  # the search starts inside a reported chunk
         while True:
             start = src.pos
             found, skipped = self._scan(next_index)
@@ -955,4 +1026,5 @@ def _layout(fp: BinaryIO) -> StreamLayout:
         header_bytes=reader.header_bytes,
         framing_bytes=framing,
         total_bytes=reader.bytes_read,
+        metadata_bytes=reader.metadata_bytes,
     )

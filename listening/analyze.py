@@ -1,15 +1,22 @@
-"""MUSHRA results: ``python -m listening.analyze results.csv [more.csv ...] [--out DIR]``.
+"""MUSHRA results: ``python -m listening.analyze EXPORT/results/*.csv [--out DIR]``.
 
 Reads webMUSHRA's ``mushra.csv`` (columns ``session_test_id``, the questionnaire fields,
 ``session_uuid`` in webMUSHRA 1.4+, ``trial_id``, ``rating_stimulus``, ``rating_score``,
 ``rating_time``, ``rating_comment``) and the CSV files saved by the page that
 ``python -m listening.export`` writes (the same columns, with one questionnaire field,
-``name``). Several files are concatenated (e.g. one per assessor).
+``name``). Several files are concatenated (e.g. one per assessor). Their usual place is the
+export's ``results/`` folder; a folder given on the command line stands for the ``*.csv``
+files in it, and a pattern that the shell left unexpanded is expanded here. The CSV files
+this module writes are recognised by their header and skipped with a warning, so a
+results folder that also holds an earlier analysis still reads.
 
 * Conditions: ``rating_stimulus`` is a blinded id, mapped to its condition by the export's
-  ``manifest.csv`` (``--manifest``; looked up beside the results when not given);
+  ``manifest.csv`` (``--manifest``; looked up beside the first results file, then in the
+  folder above it, which is the export's when the results are in its ``results/``);
   ``reference`` is the hidden reference (webMUSHRA's name), ``anchor35`` / ``anchor70`` are
-  webMUSHRA's own anchors. Without a manifest the stimulus names are the conditions.
+  webMUSHRA's own anchors. An id or trial that the manifest does not know is an error (the
+  ratings belong to another export). Without a manifest the stimulus names are the
+  conditions.
 * Assessors: ``session_uuid`` where present, else the questionnaire fields, else
   ``session_test_id`` (``--assessor COLUMN`` chooses).
 * Post-screening (ITU-R BS.1534-3, 4.1.2): an assessor who rates the hidden reference
@@ -21,13 +28,16 @@ Reads webMUSHRA's ``mushra.csv`` (columns ``session_test_id``, the questionnaire
 
 Writes ``mushra_summary.md`` (the markdown table, also printed), ``mushra_summary.csv``,
 ``mushra_screening.csv`` and ``mushra.png`` (means with their confidence intervals; one
-panel per item with ``--per-item``) into ``--out`` (default: beside the first results file).
+panel per item with ``--per-item``) into ``--out`` (default: ``analysis/`` in the
+manifest's folder, i.e. the export's; without a manifest ``analysis/`` beside the first
+results file). Unusable input is a one-line error and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import math
 import re
 import sys
@@ -38,11 +48,21 @@ from pathlib import Path
 import numpy as np
 
 HIDDEN_REFERENCE = "reference"
+WEBMUSHRA_ANCHORS = ("anchor35", "anchor70")  # webMUSHRA's createAnchor35/70 stimuli
 REQUIRED = ("trial_id", "rating_stimulus", "rating_score")
 RESULT_COLUMNS = ("session_test_id", "session_uuid", "trial_id", "rating_stimulus",
                   "rating_score", "rating_time", "rating_comment")
 TIER_ORDER = ("lossless", "high", "medium", "low", "tiny")
 BLINDED = re.compile(r"s[0-9a-f]{8}")  # the export's file ids
+GLOB_MAGIC = re.compile(r"[*?[]")
+# The headers of the CSV files written here: a results folder that also receives an
+# analysis must still read as results the next time.
+SUMMARY_COLUMNS = ("item", "condition", "n", "mean", "std", "ci95", "ci_low", "ci_high")
+SCREENING_COLUMNS = ("assessor", "items", "reference_below_90", "fraction", "excluded")
+OWN_OUTPUTS = (SUMMARY_COLUMNS, SCREENING_COLUMNS)
+OUT_FOLDER = "analysis"
+WHERE_RESULTS_GO = ("save the ratings there first: the CSV that mushra.html downloads, or "
+                    "webMUSHRA's results/<testId>/mushra.csv")
 
 
 class AnalysisError(Exception):
@@ -51,6 +71,8 @@ class AnalysisError(Exception):
 
 @dataclass
 class Rating:
+    """One score: ``assessor`` rated ``stimulus`` (its ``condition``) in ``trial``."""
+
     assessor: str
     trial: str
     stimulus: str
@@ -60,6 +82,8 @@ class Rating:
 
 @dataclass
 class Screening:
+    """Post-screening of one assessor on their hidden-reference ratings."""
+
     assessor: str
     items: int  # items with a hidden-reference rating
     below: int  # of them rated below the threshold
@@ -67,11 +91,14 @@ class Screening:
 
     @property
     def fraction(self) -> float:
+        """Share of the items with the hidden reference below the threshold."""
         return self.below / self.items if self.items else float("nan")
 
 
 @dataclass
 class Stat:
+    """Mean and 95 % t confidence interval of one condition (over all items, or one)."""
+
     condition: str
     item: str | None
     n: int
@@ -81,15 +108,20 @@ class Stat:
 
     @property
     def low(self) -> float:
+        """Lower end of the confidence interval."""
         return self.mean - self.ci
 
     @property
     def high(self) -> float:
+        """Upper end of the confidence interval."""
         return self.mean + self.ci
 
 
 @dataclass
 class Analysis:
+    """Everything :func:`analyze` found: all ratings, those kept after post-screening, the
+    screening, the statistics, mean bit rates per condition and warnings for the user."""
+
     ratings: list[Rating]
     kept: list[Rating]
     screening: list[Screening]
@@ -97,24 +129,108 @@ class Analysis:
     per_item: list[Stat]
     kbps: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    manifest: Path | None = None  # the manifest used, if any
 
     @property
     def excluded(self) -> list[str]:
+        """The assessors that post-screening excluded."""
         return [s.assessor for s in self.screening if s.excluded]
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def read_manifest(path: str | Path) -> tuple[dict[str, str], dict[str, list[float]]]:
-    """(blinded id -> condition, condition -> bit rates over items) from manifest.csv."""
-    conditions, kbps = {}, defaultdict(list)
-    with open(path, newline="", encoding="utf-8") as fp:
-        for row in csv.DictReader(fp):
-            conditions[row["id"]] = row["condition"]
-            if row.get("kbps"):
-                kbps[row["condition"]].append(float(row["kbps"]))
-    return conditions, kbps
+@dataclass
+class Manifest:
+    """The export's ``manifest.csv``: what each blinded id is."""
+
+    path: Path
+    conditions: dict[str, str]  # blinded id -> condition
+    trials: dict[str, str]  # blinded id -> trial id (empty if the manifest has no trial_id)
+    kbps: dict[str, list[float]]  # condition -> bit rates over the items
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The blinded ids, their conditions, trials and bit rates from ``manifest.csv``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"{path}: no such manifest (the export writes manifest.csv into "
+                            f"its folder)")
+    conditions, trials, kbps = {}, {}, defaultdict(list)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fp:
+            reader = csv.DictReader(fp)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            missing = [c for c in ("id", "condition") if c not in header]
+            if missing:
+                raise AnalysisError(f"{path}: not an export manifest (no column "
+                                    f"{', '.join(missing)})")
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row or None in row.values():
+                    raise AnalysisError(f"{where}: malformed row (its number of fields "
+                                        f"differs from the header's)")
+                sid, condition = row["id"].strip(), row["condition"].strip()
+                if not sid or not condition:
+                    raise AnalysisError(f"{where}: empty id or condition")
+                conditions[sid] = condition
+                if (row.get("trial_id") or "").strip():
+                    trials[sid] = row["trial_id"].strip()
+                if (row.get("kbps") or "").strip():
+                    try:
+                        kbps[condition].append(float(row["kbps"]))
+                    except ValueError:
+                        raise AnalysisError(f"{where}: kbps {row['kbps']!r} is not a "
+                                            f"number") from None
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{path}: not a text (UTF-8) file") from None
+    except csv.Error as exc:
+        raise AnalysisError(f"{path}: malformed CSV: {exc}") from None
+    if not conditions:
+        raise AnalysisError(f"{path}: the manifest lists no stimuli")
+    return Manifest(path, conditions, trials, dict(kbps))
+
+
+def find_manifest(first_results: Path) -> Path | None:
+    """``manifest.csv`` beside the first results file, else in the folder above it (the
+    export's folder when the results are in its ``results/``), else None."""
+    for folder in (first_results.parent, first_results.parent.parent):
+        if (folder / "manifest.csv").is_file():
+            return folder / "manifest.csv"
+    return None
+
+
+def results_files(args) -> list[Path]:
+    """The files named on the command line: files as they are, a folder as the ``*.csv``
+    files in it, and a pattern with ``*?[`` that names no file as what it matches (a shell
+    leaves a pattern that matches nothing as it is, and Windows shells never expand).
+    Each file once, in order."""
+    files: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(path.glob("*.csv"))
+            if not found:
+                raise AnalysisError(f"{arg}: no .csv file in this folder; {WHERE_RESULTS_GO}")
+        elif path.is_file():
+            found = [path]
+        elif GLOB_MAGIC.search(arg):
+            found = sorted(Path(p) for p in glob.glob(arg) if Path(p).is_file())
+            if not found:
+                folder = path.parent
+                why = "no file matches it" if folder.is_dir() else \
+                    f"there is no folder {folder}"
+                raise AnalysisError(f"{arg}: {why}; {WHERE_RESULTS_GO}")
+        else:
+            raise AnalysisError(f"{arg}: no such file")
+        files += found
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    if not unique:
+        raise AnalysisError("no results files given")
+    return list(unique.values())
 
 
 def _assessor_columns(header: list[str], choice: str | None) -> list[str]:
@@ -131,56 +247,98 @@ def _assessor_columns(header: list[str], choice: str | None) -> list[str]:
     return ["session_test_id"] if "session_test_id" in header else []
 
 
-def read_results(paths, manifest: dict[str, str] | None = None,
+def read_results(paths, manifest: Manifest | None = None,
                  assessor: str | None = None) -> tuple[list[Rating], list[str]]:
-    """Ratings from webMUSHRA / page CSV files (see module), and warnings."""
+    """Ratings from webMUSHRA / page CSV files (see module), and warnings.
+
+    A file with the header of this module's own ``mushra_summary.csv`` or
+    ``mushra_screening.csv`` is skipped (with a warning); anything else that is not a
+    results file, a malformed row, a score outside 0..100 or, with a ``manifest``, an id or
+    trial it does not know raises :class:`AnalysisError`."""
     ratings: dict[tuple[str, str, str], Rating] = {}
-    warnings = []
-    unknown = set()
+    warnings, skipped = [], []
     for path in paths:
-        with open(path, newline="", encoding="utf-8-sig") as fp:
-            reader = csv.DictReader(fp)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise AnalysisError(f"{path}: not a MUSHRA results file (no column "
-                                    f"{', '.join(missing)})")
-            who = _assessor_columns(header, assessor)
-            if who == ["session_test_id"]:
-                warnings.append(f"{path}: no session_uuid or questionnaire column: all its "
-                                f"ratings count as one assessor per test id")
-            for line, row in enumerate(reader, start=2):
-                if not any((v or "").strip() for v in row.values()):
-                    continue
-                if row.get("rating_stimulus") == "rating_stimulus":
-                    continue  # a header repeated by concatenation
-                try:
-                    score = float(row["rating_score"])
-                except (TypeError, ValueError):
-                    raise AnalysisError(f"{path}:{line}: rating_score "
-                                        f"{row.get('rating_score')!r} is not a number") from None
-                if not 0 <= score <= 100:
-                    raise AnalysisError(f"{path}:{line}: rating_score {score} is outside 0..100")
-                stimulus = row["rating_stimulus"].strip()
-                condition = stimulus
-                if manifest is not None and stimulus != HIDDEN_REFERENCE:
-                    if stimulus in manifest:
-                        condition = manifest[stimulus]
-                    elif stimulus not in ("anchor35", "anchor70"):
-                        unknown.add(stimulus)
-                key_who = "/".join((row.get(c) or "").strip() for c in who) or "(unknown)"
-                key = (key_who, row["trial_id"].strip(), stimulus)
-                if key in ratings:
-                    warnings.append(f"{path}:{line}: {key_who} rated {key[2]} in {key[1]} "
-                                    f"again; the later rating counts")
-                ratings[key] = Rating(key_who, key[1], stimulus, condition, score)
-    if unknown:
-        warnings.append(f"stimuli not in the manifest (kept under their own names): "
-                        f"{', '.join(sorted(unknown))}")
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fp:
+                _read_file(path, fp, manifest, assessor, ratings, warnings, skipped)
+        except UnicodeDecodeError:
+            raise AnalysisError(f"{path}: not a text (UTF-8) file") from None
+        except csv.Error as exc:
+            raise AnalysisError(f"{path}: malformed CSV: {exc}") from None
     if not ratings:
-        raise AnalysisError("no ratings found")
+        if skipped and len(skipped) == len(paths):
+            raise AnalysisError(f"no ratings: {', '.join(map(str, skipped))} "
+                                f"{'is' if len(skipped) == 1 else 'are'} listening.analyze's "
+                                f"own output; {WHERE_RESULTS_GO}")
+        raise AnalysisError(f"no ratings in {', '.join(map(str, paths))}")
     return list(ratings.values()), warnings
+
+
+def _read_file(path, fp, manifest: Manifest | None, assessor: str | None,
+               ratings: dict[tuple[str, str, str], Rating], warnings: list[str],
+               skipped: list) -> None:
+    reader = csv.DictReader(fp)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    if tuple(header) in OWN_OUTPUTS:
+        warnings.append(f"{path}: skipped: a summary written by listening.analyze, not ratings")
+        skipped.append(path)
+        return
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise AnalysisError(f"{path}: not a MUSHRA results file (no column "
+                            f"{', '.join(missing)})")
+    who = _assessor_columns(header, assessor)
+    if who == ["session_test_id"]:
+        warnings.append(f"{path}: no session_uuid or questionnaire column: all its "
+                        f"ratings count as one assessor per test id")
+    manifest_trials = set(manifest.trials.values()) if manifest is not None else set()
+    for row in reader:
+        line = reader.line_num  # where the row ends (a quoted comment may span lines)
+        if None in row or None in row.values():
+            raise AnalysisError(f"{path}:{line}: malformed row (its number of fields differs "
+                                f"from the header's)")
+        if not any(v.strip() for v in row.values()):
+            continue
+        if row["rating_stimulus"] == "rating_stimulus":
+            continue  # a header repeated by concatenation
+        try:
+            score = float(row["rating_score"])
+        except ValueError:
+            raise AnalysisError(f"{path}:{line}: rating_score {row['rating_score']!r} is not "
+                                f"a number") from None
+        if not 0 <= score <= 100:
+            raise AnalysisError(f"{path}:{line}: rating_score {score:g} is outside 0..100")
+        stimulus, trial = row["rating_stimulus"].strip(), row["trial_id"].strip()
+        if not stimulus or not trial:
+            raise AnalysisError(f"{path}:{line}: empty trial_id or rating_stimulus")
+        condition = stimulus
+        if manifest is not None:
+            condition = _condition(manifest, manifest_trials, stimulus, trial, f"{path}:{line}")
+        key_who = "/".join((row.get(c) or "").strip() for c in who) or "(unknown)"
+        key = (key_who, trial, stimulus)
+        if key in ratings:
+            warnings.append(f"{path}:{line}: {key_who} rated {stimulus} in {trial} "
+                            f"again; the later rating counts")
+        ratings[key] = Rating(key_who, trial, stimulus, condition, score)
+
+
+def _condition(manifest: Manifest, manifest_trials: set[str], stimulus: str, trial: str,
+               where: str) -> str:
+    """The condition of a rated stimulus; an id or trial the manifest does not know means
+    the ratings and the manifest come from different exports."""
+    hint = "ratings of another export? --manifest names the export's manifest.csv"
+    if manifest_trials and trial not in manifest_trials:
+        raise AnalysisError(f"{where}: trial {trial!r} is not in {manifest.path} ({hint})")
+    if stimulus == HIDDEN_REFERENCE or stimulus in WEBMUSHRA_ANCHORS:
+        return stimulus
+    if stimulus not in manifest.conditions:
+        raise AnalysisError(f"{where}: stimulus {stimulus!r} is not in {manifest.path} ({hint})")
+    home = manifest.trials.get(stimulus)
+    if home is not None and home != trial:
+        raise AnalysisError(f"{where}: stimulus {stimulus!r} is rated in trial {trial!r} but "
+                            f"belongs to trial {home!r} in {manifest.path} ({hint})")
+    return manifest.conditions[stimulus]
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -241,13 +399,15 @@ def condition_order(conditions) -> list[str]:
 def analyze(paths, manifest_path: str | Path | None = None, assessor: str | None = None,
             screening: bool = True, threshold: float = 90.0,
             max_fraction: float = 0.15) -> Analysis:
+    """Read the results files ``paths`` (mapped through ``manifest_path``, by default
+    :func:`find_manifest`), post-screen the assessors and describe every condition."""
     paths = [Path(p) for p in paths]
+    if not paths:
+        raise AnalysisError("no results files given")
     if manifest_path is None:
-        guess = paths[0].parent / "manifest.csv"
-        manifest_path = guess if guess.is_file() else None
-    manifest, kbps = (None, {})
-    if manifest_path is not None:
-        manifest, kbps = read_manifest(manifest_path)
+        manifest_path = find_manifest(paths[0])
+    manifest = read_manifest(manifest_path) if manifest_path is not None else None
+    kbps = manifest.kbps if manifest is not None else {}
     ratings, warnings = read_results(paths, manifest, assessor)
     if manifest is None and any(BLINDED.fullmatch(r.stimulus) for r in ratings):
         warnings.append("the stimuli look like blinded ids but no manifest was given "
@@ -272,7 +432,15 @@ def analyze(paths, manifest_path: str | Path | None = None, assessor: str | None
     if not screening:
         for s in checks:
             s.excluded = False
-    return Analysis(ratings, kept, checks, overall, per_item, mean_kbps, warnings)
+    return Analysis(ratings, kept, checks, overall, per_item, mean_kbps, warnings,
+                    manifest.path if manifest is not None else None)
+
+
+def default_out(result: Analysis, paths) -> Path:
+    """``analysis/`` in the manifest's folder, else beside the first results file: never the
+    results folder itself, which the next run reads with ``*.csv``."""
+    base = result.manifest.parent if result.manifest is not None else Path(paths[0]).parent
+    return base.resolve() / OUT_FOLDER
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -283,6 +451,8 @@ def _num(x: float, digits: int = 1) -> str:
 
 
 def markdown(result: Analysis, per_item: bool = False) -> str:
+    """The summary as markdown: the table per condition (per item too with ``per_item``)
+    and the screening table."""
     assessors = {r.assessor for r in result.ratings}
     kept = {r.assessor for r in result.kept}
     lines = [f"MUSHRA results: {len(kept)} of {len(assessors)} assessors after post-screening "
@@ -310,21 +480,27 @@ def markdown(result: Analysis, per_item: bool = False) -> str:
 
 
 def write_tables(result: Analysis, out: Path) -> None:
+    """``mushra_summary.csv`` (all items and per item) and ``mushra_screening.csv``."""
     with open(out / "mushra_summary.csv", "w", newline="", encoding="utf-8") as fp:
         w = csv.writer(fp, lineterminator="\n")
-        w.writerow(["item", "condition", "n", "mean", "std", "ci95", "ci_low", "ci_high"])
+        w.writerow(SUMMARY_COLUMNS)
         for s in result.overall + result.per_item:
             w.writerow([s.item or "all", s.condition, s.n] +
                        [f"{v:.4f}" for v in (s.mean, s.std, s.ci, s.low, s.high)])
     with open(out / "mushra_screening.csv", "w", newline="", encoding="utf-8") as fp:
         w = csv.writer(fp, lineterminator="\n")
-        w.writerow(["assessor", "items", "reference_below_90", "fraction", "excluded"])
+        w.writerow(SCREENING_COLUMNS)
         for s in result.screening:
             w.writerow([s.assessor, s.items, s.below, f"{s.fraction:.4f}", int(s.excluded)])
 
 
 def plot(result: Analysis, path: Path, per_item: bool = False) -> Path:
-    import matplotlib
+    """Means with their confidence intervals on the MUSHRA scale, one panel for all items
+    (and one per item with ``per_item``), saved as a PNG at ``path``."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise AnalysisError("the plot needs matplotlib (pip install -e '.[listening]')") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -364,15 +540,23 @@ def plot(result: Analysis, path: Path, per_item: bool = False) -> Path:
 
 
 def main(argv=None) -> int:
+    """The command line (see module); returns the exit status: 0, or 2 for unusable input."""
     parser = argparse.ArgumentParser(
         prog="python -m listening.analyze",
-        description="Mean and 95 %% confidence interval per condition of MUSHRA results "
+        description="Mean and 95 % confidence interval per condition of MUSHRA results "
                     "(webMUSHRA's mushra.csv or the exported page's CSV), after ITU-R "
-                    "BS.1534-3 post-screening.")
-    parser.add_argument("results", nargs="+", help="results CSV file(s)")
+                    "BS.1534-3 post-screening.",
+        epilog="Put the ratings into the export's results/ folder (the CSV that mushra.html "
+               "downloads into the browser's download folder, or webMUSHRA's "
+               "results/<testId>/mushra.csv), then: python -m listening.analyze "
+               "EXPORT/results/*.csv --manifest EXPORT/manifest.csv")
+    parser.add_argument("results", nargs="+", help="results CSV files; a folder stands for "
+                        "the *.csv files in it")
     parser.add_argument("--manifest", help="the export's manifest.csv (blinded id -> "
-                        "condition; default: manifest.csv beside the first results file)")
-    parser.add_argument("--out", help="output folder (default: beside the first results file)")
+                        "condition; default: manifest.csv beside the first results file or "
+                        "in the folder above it)")
+    parser.add_argument("--out", help="output folder (default: analysis/ in the manifest's "
+                        "folder, else beside the first results file)")
     parser.add_argument("--assessor", help="column that identifies an assessor (default: "
                         "session_uuid, else the questionnaire columns)")
     parser.add_argument("--per-item", action="store_true", help="also per item: table rows "
@@ -385,19 +569,24 @@ def main(argv=None) -> int:
                         help="largest fraction of items allowed below the threshold (default 0.15)")
     args = parser.parse_args(argv)
     try:
-        result = analyze(args.results, args.manifest, args.assessor, not args.no_screening,
+        paths = results_files(args.results)
+        result = analyze(paths, args.manifest, args.assessor, not args.no_screening,
                          args.threshold, args.max_fraction)
-    except (AnalysisError, OSError) as exc:
+        out = Path(args.out) if args.out else default_out(result, paths)
+        for line in result.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        text = markdown(result, args.per_item)
+        (out / "mushra_summary.md").write_text(text, encoding="utf-8")
+        write_tables(result, out)
+        png = plot(result, out / "mushra.png", args.per_item)
+    except AnalysisError as exc:
         print(f"listening.analyze: {exc}", file=sys.stderr)
         return 2
-    for line in result.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    out = Path(args.out) if args.out else Path(args.results[0]).resolve().parent
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result, args.per_item)
-    (out / "mushra_summary.md").write_text(text, encoding="utf-8")
-    write_tables(result, out)
-    png = plot(result, out / "mushra.png", args.per_item)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"listening.analyze: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(text)
     print(f"wrote {out / 'mushra_summary.md'}, {out / 'mushra_summary.csv'}, "
           f"{out / 'mushra_screening.csv'}, {png}")

@@ -34,6 +34,12 @@ runs the same test in a browser straight from disk. The same seed and settings g
 byte-identical output files. An export into a folder that holds one already replaces its
 ``audio/*.wav``.
 
+Ratings go into the export's ``results/`` folder, which the export creates (empty): the
+CSV file that the page downloads into the browser's download folder, and webMUSHRA's
+``results/<testId>/mushra.csv`` (under webMUSHRA's root), are moved there, and
+``python -m listening.analyze OUT/results/*.csv --manifest OUT/manifest.csv`` reads them
+(:mod:`listening.analyze`; its outputs go to ``OUT/analysis/``, never into ``results/``).
+
 :func:`export` is a plain function; :func:`main` only wraps it with ``@hydra.main``, so
 tests call it with a config from Hydra's ``compose()``.
 """
@@ -46,6 +52,8 @@ import json
 import logging
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -62,6 +70,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).with_name("mushra_template.html")
 HIDDEN_REFERENCE = "reference"  # webMUSHRA's name for the hidden reference in its results
+RESULTS_DIR = "results"  # where the ratings go (README, "Listening tests")
 MIN_SECONDS = 0.4  # one BS.1770 gating block
 
 MANIFEST_COLUMNS = [
@@ -442,12 +451,16 @@ def level_item(res: ItemResult, target: float, ceiling: float) -> None:
 
 @dataclass
 class ExportResult:
+    """What :func:`export` wrote: the folder, its manifest, webMUSHRA configuration, page
+    and (empty) results folder, the items, and the conditions skipped (with why)."""
+
     out_dir: Path
     manifest: Path
     webmushra: Path
     html: Path
     items: list[ItemResult]
     skipped: list[str]
+    results: Path
 
 
 def _blind_ids(rng: np.random.Generator, count: int, taken: set[str]) -> list[str]:
@@ -499,6 +512,13 @@ def export(cfg) -> ExportResult:
     audio_dir.mkdir(parents=True, exist_ok=True)
     for old in audio_dir.glob("*.wav"):  # a rerun into the same folder replaces the test
         old.unlink()
+    results_dir = out_dir / RESULTS_DIR
+    results_dir.mkdir(exist_ok=True)
+    stale = sorted(p.name for p in results_dir.glob("*.csv"))
+    if stale:  # kept: same seed and settings give the same ids, and the ratings stay valid
+        log.warning("%s already holds %s from an earlier export: if its blinding differed, "
+                    "move them away (the analysis refuses ids not in the new manifest)",
+                    results_dir, ", ".join(stale))
 
     seeds = np.random.SeedSequence(int(cfg.seed))
     blind_rng = np.random.default_rng(seeds.spawn(1)[0])
@@ -564,10 +584,11 @@ def export(cfg) -> ExportResult:
     html.write_text(mushra_html(test), encoding="utf-8")
     log.info("wrote %d stimuli of %d items to %s", sum(len(r.stimuli) for r in results),
              len(results), out_dir)
-    return ExportResult(out_dir, manifest, webmushra, html, results, skipped)
+    return ExportResult(out_dir, manifest, webmushra, html, results, skipped, results_dir)
 
 
 def write_manifest(path: Path, results: list[ItemResult], target: float) -> Path:
+    """``manifest.csv``: one row per stimulus (:data:`MANIFEST_COLUMNS`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
@@ -629,7 +650,10 @@ def webmushra_yaml(test: dict, prefix: str = "") -> str:
            "remoteService": "service/write.php", "pages": pages}
     head = ("# webMUSHRA configuration written by python -m listening.export.\n"
             "# Audio paths are relative to webMUSHRA's root: copy the export folder there "
-            "and\n# set webmushra_prefix to its path (e.g. configs/resources/mytest/).\n")
+            "and\n# set webmushra_prefix to its path (e.g. configs/resources/mytest/).\n"
+            "# webMUSHRA appends the ratings to results/<testId>/mushra.csv under its root "
+            "(testId\n# lower-cased); copy that file into the export's results/ folder for "
+            "python -m listening.analyze.\n")
     return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -645,16 +669,33 @@ def mushra_html(test: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf/listening", config_name="export")
 def main(cfg: DictConfig) -> None:
+    """``python -m listening.export [overrides]``: :func:`export`, a summary on stdout; a
+    bad configuration or input is one logged error line and exit status 2."""
     try:
         result = export(cfg)
     except ExportError as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("%s%s", where, exc.strerror or exc)
+        raise SystemExit(2) from None
+    webmushra = webmushra_results_dir(str(cfg.test_id))
     print(f"{sum(len(r.stimuli) for r in result.items)} stimuli of {len(result.items)} items "
           f"in {result.out_dir}\n  manifest:  {result.manifest}\n  webMUSHRA: {result.webmushra}"
-          f"\n  page:      {result.html}")
+          f"\n  page:      {result.html}\n  ratings:   {result.results}/ (put the CSV files that "
+          f"the page downloads here, and webMUSHRA's results/{webmushra}/mushra.csv)"
+          f"\n  analysis:  python -m listening.analyze {shlex.quote(str(result.results))}/*.csv "
+          f"--manifest {shlex.quote(str(result.manifest))}")
     for line in result.skipped:
         print(f"  note: {line}")
+
+
+def webmushra_results_dir(test_id: str) -> str:
+    """The folder under webMUSHRA's ``results/`` that holds this test's ``mushra.csv``:
+    webMUSHRA's write.php makes it from the testId (every run of characters other than
+    letters, digits, _ and - becomes one -, then lower case)."""
+    return re.sub(r"-+", "-", re.sub(r"[^\w-]+", "-", test_id)).lower()
 
 
 if __name__ == "__main__":

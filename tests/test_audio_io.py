@@ -204,15 +204,45 @@ def test_unreadable_inputs(tmp_path, make, reason):
     assert reason in msg and "\n" not in msg
 
 
-def test_truncated_flac_raises_our_error(tmp_path):
+def test_truncated_flac_reads_its_complete_frames(tmp_path):
+    """STREAMINFO promises 20000 samples, the cut file holds fewer: the complete frames
+    are read and the reader says how many there are (libsndfile alone fails)."""
     x = random_pcm(20000, 2, 16)
     full = tmp_path / "full.flac"
     sf.write(full, x << 16, 8000, subtype="PCM_16")
     cut = tmp_path / "cut.flac"
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UnsupportedAudioError, match="cut.flac: cannot read audio"):
-        read_all(cut, block=4096)
+    with open_audio(cut) as reader:
+        n = reader.info.num_samples
+        assert 0 < n < 20000 and n % 4096 == 0  # libsndfile's FLAC frames: 4096 samples
+        assert reader.problems == [f"FLAC STREAMINFO declares 20000 samples, its frames hold {n}"]
+        assert reader.source_md5 is None  # an MD5 of 20000 samples cannot match fewer
+    assert np.array_equal(read_all(cut, block=4096)[0], x[:n])
+
+
+def test_flac_with_a_tag_after_its_frames_is_read_whole(tmp_path):
+    """Junk after the last frame (an APEv2 tag) hides where the frames end; that must not
+    cost the last frame, nor give a warning."""
+    x = random_pcm(20000, 2, 16)
+    path = tmp_path / "ape.flac"
+    sf.write(path, x << 16, 8000, subtype="PCM_16")
+    path.write_bytes(path.read_bytes() + b"APETAGEX" + bytes(200))
+    with open_audio(path) as reader:
+        assert reader.info.num_samples == 20000 and reader.problems == []
+    assert np.array_equal(read_all(path, block=4096)[0], x)
+
+
+def test_flac_damaged_inside_raises_our_error(tmp_path):
+    x = random_pcm(20000, 2, 16)
+    full = tmp_path / "full.flac"
+    sf.write(full, x << 16, 8000, subtype="PCM_16")
+    data = bytearray(full.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 200] = bytes(200)
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(data)
+    with pytest.raises(UnsupportedAudioError, match="bad.flac: cannot read audio"):
+        read_all(bad, block=4096)
 
 
 # ----------------------------------------------------------------------------- writer

@@ -120,6 +120,8 @@ def build(header=None, frames=FRAMES, footer=None) -> bytes:
 
 
 STREAM = build()
+META_BLOB = b"any bytes: the container does not look inside"
+META_STREAM = build(make_header(metadata=META_BLOB))
 
 
 def regions(stream: bytes = STREAM, frames=FRAMES):
@@ -128,6 +130,10 @@ def regions(stream: bytes = STREAM, frames=FRAMES):
     out = [(0, header_len, "header")]
     payloads = []
     pos = header_len
+    if stream[pos:pos + 2] == b"HM":
+        end = pos + 10 + struct.unpack_from("<I", stream, pos + 2)[0]
+        out.append((pos, end, "metadata chunk"))
+        pos = end
     for frame in frames:
         start = pos
         pos += 15 + 5 * len(frame.layers)
@@ -231,7 +237,8 @@ def test_writer_matches_the_spec_byte_for_byte():
     expected += raw_frame(0, 4, FRAMES[0].layers) + raw_frame(1, 4, FRAMES[1].layers)
     expected += raw_frame(2, 2, FRAMES[2].layers) + raw_end(3, 10)
     assert STREAM == expected
-    assert STREAM[:8] == b"HYBC\x02\x00" + struct.pack("<H", len(expected_json))
+    assert STREAM[:8] == b"HYBC\x03\x00" + struct.pack("<H", len(expected_json))
+    assert FORMAT_VERSION == 3
 
 
 def test_header_json_is_ascii_and_roundtrips_any_string():
@@ -259,20 +266,28 @@ def test_frames_can_be_iterated_once():
 # --------------------------------------------------------------------------- corruption
 
 
-def test_every_single_bit_flip_is_detected_and_located():
-    chunks, payloads = regions()
-    for pos in range(len(STREAM)):
+@pytest.mark.parametrize("stream", ["plain", "with metadata"])
+def test_every_single_bit_flip_is_detected_and_located(stream):
+    stream = STREAM if stream == "plain" else META_STREAM
+    chunks, payloads = regions(stream)
+    for pos in range(len(stream)):
         label = next(name for start, end, name in chunks if start <= pos < end)
         in_payload = next(((f, l) for s, e, f, l in payloads if s <= pos < e), None)
         for bit in range(8):
-            data = bytearray(STREAM)
+            data = bytearray(stream)
             data[pos] ^= 1 << bit
             error = read_error(bytes(data))
             message = str(error)
             if pos < 4:
                 assert message == "not a hybridcodec stream (bad magic)"
+            elif pos == 4 and data[4] in SUPPORTED_VERSIONS:
+                assert message.startswith("corrupt stream: header CRC mismatch")
             elif pos == 4:
                 assert isinstance(error, UnsupportedVersionError)
+            elif label == "metadata chunk" and pos < chunks[1][0] + 2:
+                # a metadata sync that is no longer "HM" is read as what follows
+                assert ("frame 0 header has a bad sync code" in message
+                        or "end chunk found after 0 frames" in message), (pos, bit, message)
             else:
                 assert not isinstance(error, UnsupportedVersionError)
                 assert label in message, (pos, bit, message)
@@ -281,9 +296,11 @@ def test_every_single_bit_flip_is_detected_and_located():
                 assert f"frame {frame} layer id {layer} payload CRC mismatch" in message
 
 
+@pytest.mark.parametrize("stream", ["plain", "with metadata"])
 @pytest.mark.parametrize("pipe", [False, True])
-def test_truncation_at_every_position(pipe):
-    chunks, _ = regions()
+def test_truncation_at_every_position(pipe, stream):
+    STREAM = globals()["STREAM"] if stream == "plain" else META_STREAM
+    chunks, _ = regions(STREAM)
     for n in range(len(STREAM)):
         error = read_error(STREAM[:n], pipe=pipe)
         message = str(error)
@@ -293,6 +310,8 @@ def test_truncation_at_every_position(pipe):
         assert isinstance(error, TruncatedStreamError), (n, message)
         assert message.startswith("truncated stream: ")
         label = next(name for start, end, name in chunks if start <= n < end)
+        if label == "metadata chunk" and n - chunks[1][0] < 2:
+            label = "frame 0 header"  # without its sync nothing says a metadata chunk was next
         assert label in message, (n, message)
 
 
@@ -668,3 +687,100 @@ def test_every_supported_version_is_read_and_kept(version):
     out = io.BytesIO()
     write_header(out, reader.header)
     assert out.getvalue()[4] == version
+
+
+# --------------------------------------------------------------------------- metadata chunk
+
+
+def raw_metadata(blob: bytes, *, length: int | None = None) -> bytes:
+    return with_crc(b"HM" + struct.pack("<I", len(blob) if length is None else length) + blob)
+
+
+def test_metadata_chunk_matches_the_spec_and_roundtrips():
+    header_len = 12 + struct.unpack_from("<H", META_STREAM, 6)[0]
+    assert META_STREAM[:header_len] == STREAM[:header_len]  # the header chunk is unchanged
+    assert META_STREAM[header_len:] == raw_metadata(META_BLOB) + STREAM[header_len:]
+    for pipe in (False, True):
+        header, frames, footer = read_all(META_STREAM, pipe=pipe)
+        assert header.metadata == META_BLOB and header == make_header(metadata=META_BLOB)
+        assert frames == FRAMES
+    layout = read_stream_layout(io.BytesIO(META_STREAM))
+    assert layout.metadata_bytes == 10 + len(META_BLOB)
+    assert layout.header_bytes == header_len + layout.metadata_bytes
+    assert layout.header_bytes + layout.framing_bytes + layout.payload_bytes == layout.total_bytes
+    assert read_stream_layout(io.BytesIO(STREAM)).metadata_bytes == 0
+    assert read_all(STREAM)[0].metadata is None
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_versions_have_no_metadata_chunk(version):
+    with pytest.raises(ValueError, match="has no metadata chunk"):
+        write_header(io.BytesIO(), make_header(version=version, metadata=b"x"))
+    # an "HM" after a version 2 header is not a metadata chunk: a bad frame sync
+    data = raw_header(version=version) + raw_metadata(b"x") + STREAM[len(raw_header()):]
+    assert "frame 0 header has a bad sync code" in str(read_error(data))
+
+
+@pytest.mark.parametrize("blob", [b"", b"x" * ((1 << 26) + 1)])
+def test_metadata_size_limits_when_writing(blob):
+    with pytest.raises(ValueError, match="metadata must be"):
+        write_header(io.BytesIO(), make_header(metadata=blob))
+
+
+@pytest.mark.parametrize("pipe", [False, True])
+@pytest.mark.parametrize("length", [0, (1 << 26) + 1, 0xFFFFFFFF])
+def test_metadata_length_is_checked_before_reading(length, pipe):
+    """A declared length out of bounds is refused before anything is allocated or read."""
+    header_len = len(raw_header())
+    data = STREAM[:header_len] + raw_metadata(b"", length=length) + STREAM[header_len:]
+    tracemalloc.start()
+    try:
+        error = read_error(data, pipe=pipe)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"metadata chunk declares {length} bytes" in str(error)
+    assert peak < 1 << 20
+
+
+def test_metadata_longer_than_the_input_is_truncated_not_allocated():
+    header_len = len(raw_header())
+    data = STREAM[:header_len] + b"HM" + struct.pack("<I", 1 << 26) + b"tiny"
+    error = read_error(data)
+    assert isinstance(error, TruncatedStreamError) and "metadata chunk" in str(error)
+
+
+def recover_all(data: bytes, pipe: bool = False):
+    reader = StreamReader(Pipe(data) if pipe else io.BytesIO(data), recover=True)
+    return reader, list(reader.frames())
+
+
+@pytest.mark.parametrize("pipe", [False, True])
+@pytest.mark.parametrize("damage", ["blob", "crc", "length", "huge length", "cut"])
+def test_recovery_survives_a_damaged_metadata_chunk(damage, pipe):
+    header_len = len(raw_header())
+    chunk = bytearray(raw_metadata(META_BLOB))
+    if damage == "blob":
+        chunk[10] ^= 0x20
+    elif damage == "crc":
+        chunk[-1] ^= 1
+    elif damage == "length":
+        chunk[2] += 3  # reaches into the first frame
+    elif damage == "huge length":
+        chunk[2:6] = struct.pack("<I", 0xFFFFFFF0)
+    else:
+        chunk = chunk[:12]  # most of the chunk lost
+    data = STREAM[:header_len] + bytes(chunk) + STREAM[header_len:]
+    reader, frames = recover_all(data, pipe=pipe)
+    assert reader.header.metadata is None and reader.metadata_bytes == 0
+    assert frames == FRAMES and reader.footer is not None
+    assert len(reader.problems) == 1, reader.problems
+    assert "metadata chunk" in reader.problems[0]
+    assert reader.problems[0].endswith("metadata not restored")
+    with pytest.raises(CorruptStreamError, match="metadata chunk"):
+        read_all(data, pipe=pipe)
+
+
+def test_recovery_keeps_an_intact_metadata_chunk():
+    reader, frames = recover_all(META_STREAM)
+    assert reader.header.metadata == META_BLOB and frames == FRAMES and not reader.problems

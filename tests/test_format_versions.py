@@ -1,4 +1,6 @@
-"""Format version 2 and what it kept from version 1 (docs/format.md, "Version history").
+"""Format versions 2 and 3 and what they kept from earlier ones (docs/format.md,
+"Version history"); version 3's metadata chunk itself is tested in test_container.py and
+test_metadata.py.
 
 * A stream written by hybridcodec 0.1 (format 1, its default model ccd651dbb62662d7) is a
   committed fixture; it must keep decoding bit-exactly with no ``--model``, and a
@@ -85,10 +87,24 @@ def test_truncated_v1_stream_stays_version_1(tmp_path):
     assert sf.info(out).frames == sf.info(V1_SOURCE).frames
 
 
-def test_new_streams_are_version_2(tmp_path):
+def test_new_streams_are_version_3(tmp_path):
     dst = tmp_path / "new.hyb"
     hybridcodec.encode(V1_SOURCE, dst)
-    assert _version(dst) == FORMAT_VERSION == 2
+    assert _version(dst) == FORMAT_VERSION == 3
+
+
+def test_v2_stream_decodes_and_truncates_as_version_2(tmp_path):
+    """Version 3 added the metadata chunk only: a version 2 stream (no such chunk) reads
+    as before, and a truncation of it stays version 2, without a metadata chunk."""
+    v2 = FIXTURES / "golden" / "v2-cellar-01.hyb"
+    assert _version(v2) == 2
+    low = tmp_path / "low.hyb"
+    truncate_file(v2, low, tier="medium")
+    assert _version(low) == 2
+    with open(low, "rb") as fp:
+        assert StreamReader(fp).header.metadata is None
+    report = hybridcodec.decode(v2, tmp_path / "out.flac")
+    assert report.clean and not report.notes
 
 
 def test_v1_model_file_without_new_keys_codes_as_version_1():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,31 @@ def _synthetic(path: Path) -> None:
     sf.write(path, x.astype(np.int16), 8000, subtype="PCM_16", format="WAV")
 
 
+def _riff(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(cid + struct.pack("<I", len(b)) + b + b"\0" * (len(b) & 1)
+                    for cid, b in chunks)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+def _tagged(path: Path) -> None:
+    """5.1 (side) 24-bit WAVE_FORMAT_EXTENSIBLE, channel mask 0x60F, 1000 samples of
+    integer LCG noise, with LIST/INFO and bext chunks before the data and an id3 chunk
+    after it; built byte by byte (no libsndfile), so the source, the stream's metadata
+    chunk and the decoded file are pinned exactly. Its chunks are laid out as the decoder
+    writes them (fmt, fact, the rest), so a decode gives back this very file."""
+    n, ch = 1000, 6
+    idx = np.arange(n * ch, dtype=np.int64)
+    x = ((idx * 1103515245 + 12345) % (1 << 31) >> 7) - (1 << 23)
+    data = x.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    fmt = struct.pack("<HHIIHHHHI16s", 0xFFFE, ch, 48000, 48000 * ch * 3, ch * 3, 24, 22, 24,
+                      0x60F, bytes.fromhex("0100000000001000800000aa00389b71"))
+    info = b"INFO" + b"INAM" + struct.pack("<I", 12) + b"Golden take\0" \
+        + b"IART" + struct.pack("<I", 7) + b"Nobody\0\0"
+    bext = b"golden".ljust(256, b"\0") + bytes(346)
+    path.write_bytes(_riff([(b"fmt ", fmt), (b"fact", struct.pack("<I", n)), (b"LIST", info),
+                            (b"bext", bext), (b"data", data), (b"id3 ", b"ID3\x04" + bytes(6))]))
+
+
 # name -> source file (in tests/fixtures) or a generator writing it into a temp folder
 CASES = {
     "cellar-01": FIXTURES / "v1-cellar-01.flac",  # 0.9 s CD stereo (stereo modes)
@@ -65,6 +91,7 @@ CASES = {
     "piano": GOLDEN / "piano.flac",  # solo instrument
     "speech8k": GOLDEN / "speech8k.flac",  # a whole 0.3 s speech8k clip
     "synthetic": _synthetic,  # two frames, silence, wasted bits, clipping
+    "tagged": _tagged,  # metadata chunk: WAVEX fmt (mask 0x60F), LIST/INFO, bext, id3
 }
 LOWER_TIERS = [t for t in TIERS if t != "lossless"]
 
@@ -209,3 +236,14 @@ def test_pcm_hash_sees_one_sample(tmp_path):
     pcm[57, 1] = 1
     sf.write(b, pcm, 44100)
     assert _pcm_sha(a) != _pcm_sha(b)
+
+
+def test_tagged_stream_decodes_to_its_source_file_byte_for_byte(tmp_path):
+    """The committed stream of the metadata case gives back the source file itself:
+    audio, fmt chunk (WAVE_FORMAT_EXTENSIBLE, mask 0x60F) and every chunk around the data."""
+    source = tmp_path / "tagged.wav"
+    _tagged(source)
+    out = tmp_path / "out.wav"
+    report = hybridcodec.decode(GOLDEN / f"v{FORMAT_VERSION}-tagged.hyb", out)
+    assert report.clean and not report.notes
+    assert out.read_bytes() == source.read_bytes()

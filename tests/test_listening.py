@@ -10,7 +10,10 @@ the self-contained page in a real headless Chromium, and the results analysis.
 * the HTML page, opened from file:// in Chromium: trials, sliders, audio loading, and the
   CSV it saves for scripted ratings, which the analysis reads back;
 * the analysis on a constructed results file: means and t confidence intervals, and
-  BS.1534-3 post-screening (one assessor out, a borderline one kept).
+  BS.1534-3 post-screening (one assessor out, a borderline one kept);
+* the README's export -> rate -> analyse sequence, its commands taken from the README: a
+  synthetic two-item test, ratings in webMUSHRA's and the page's CSV layouts where the
+  README says they go, the analysis run twice; and a one-line error for every bad input.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -366,6 +371,9 @@ def test_html_page_in_chromium(exported, manifest, tmp_path):
             time.sleep(0.1)
         saved = list(downloads.glob("*.csv"))
         assert len(saved) == 1, "the page did not download its results"
+        # a name that the README's results/*.csv matches once the file is moved there
+        assert re.fullmatch(r"mushra_hybridcodec_mushra_assessor_one_[0-9a-f]{8}\.csv",
+                            saved[0].name), saved[0].name
     finally:
         driver.quit()
     with open(saved[0], newline="") as fp:
@@ -538,3 +546,306 @@ def test_analysis_old_webmushra_format_and_errors(tmp_path):
     with pytest.raises(an.AnalysisError, match="not a MUSHRA results file"):
         an.analyze([bad])
     assert an.main([str(bad), "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("tool", ["listening.analyze", "listening.export"])
+def test_help_has_no_doubled_percent(tool):
+    # argparse %-formats argument help but prints a description as written, and Hydra's
+    # help is not %-formatted at all: a "%%" there reaches the user as is
+    proc = subprocess.run([sys.executable, "-m", tool, "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and "%%" not in proc.stdout
+    if tool == "listening.analyze":
+        assert "95 % confidence interval" in " ".join(proc.stdout.split())
+
+
+def test_export_bad_input_is_one_line_on_stderr(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "listening.export", "items=[no-such.flac]",
+                           f"out_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # stdout is for the summary of a finished export
+    assert proc.stderr.count("\n") == 1 and "item file not found: no-such.flac" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- the README
+
+
+README_OUT = "/tmp/mytest"  # the README's out_dir, replaced by a temporary folder
+# Synthetic means per condition: every condition the README's export can produce, in the
+# order the ratings imply
+BASE = {"reference": 100, "medium": 80, "opus@medium": 68, "tiny": 50, "opus@tiny": 38,
+        "anchor70": 28, "anchor35": 12}
+
+
+def _readme_commands() -> tuple[str, str]:
+    """The export line (the one with ``out_dir=``) and the analysis line of the shell block
+    in the README's "Listening tests" section, continuation lines joined."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Listening tests\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    lines = block.replace("\\\n", " ").splitlines()
+    exports = [ln for ln in lines if ln.startswith("python -m listening.export ")
+               and f"out_dir={README_OUT}" in ln]
+    analyses = [ln for ln in lines if ln.startswith("python -m listening.analyze ")]
+    assert len(exports) == 1 and len(analyses) == 1, block
+    assert f"{README_OUT}/results/" in analyses[0]
+    return exports[0], analyses[0]
+
+
+def _env() -> dict[str, str]:
+    # the checkout under test, not whatever an editable install points at
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+
+
+def _synthetic_items(folder: Path) -> str:
+    """Two short files (CD stereo; 24-bit mono at 48 kHz) and the items override that
+    stands in for the README's corpus excerpts."""
+    rng = np.random.default_rng(3)
+    t = np.arange(2 * 44100) / 44100
+    x = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * np.sin(2 * np.pi * 5100 * t)
+    x = x[:, None] + 0.02 * rng.normal(size=(len(t), 2))
+    sf.write(str(folder / "chord.flac"), np.round(x * 20000).astype(np.int16), 44100,
+             subtype="PCM_16")
+    t = np.arange(2 * 48000) / 48000
+    y = 0.25 * np.sign(np.sin(2 * np.pi * 220 * t)) * np.exp(-t) + 0.01 * rng.normal(size=len(t))
+    sf.write(str(folder / "pluck.flac"), np.round(y * 2**22).astype(np.int32)[:, None] << 8,
+             48000, subtype="PCM_24")
+    return "items=[{path: chord.flac, duration: 2},{path: pluck.flac, start: 0.5, duration: 1.5}]"
+
+
+def _synthetic_ratings(out: Path, results: Path) -> dict[str, float]:
+    """Ratings of the exported test in both layouts, where the README puts them: webMUSHRA's
+    ``mushra.csv`` (no session_uuid: its questionnaire field names the assessor) with
+    assessors ann, ben and cy, and one page CSV each for dee and eve. cy fails
+    post-screening (hidden reference at 35) and rates everything upside down. Returns the
+    expected mean per condition over the others."""
+    with open(out / "manifest.csv", newline="") as fp:
+        manifest = list(csv.DictReader(fp))
+    test_id = yaml.safe_load((out / "webmushra.yaml").read_text())["testId"]
+    offsets = {"ann": 3, "ben": -4, "dee": 0, "eve": -2}
+    reference = {"ann": 100, "ben": 95, "dee": 100, "eve": 96}  # minus 3 in the 2nd item
+    kept: dict[str, list[float]] = {}
+
+    def rows(who: str) -> list[tuple[str, str, int]]:
+        out_rows = []
+        for trial_index, trial in enumerate(sorted({r["trial_id"] for r in manifest})):
+            for r in (r for r in manifest if r["trial_id"] == trial):
+                condition = r["condition"]
+                key = "reference" if r["kind"] == "reference" else r["id"]
+                if who == "cy":
+                    score = 35 if condition == "reference" else 100 - BASE[condition]
+                elif condition == "reference":
+                    score = reference[who] - 3 * trial_index
+                else:
+                    score = BASE[condition] + offsets[who] + (2 if trial_index else -2)
+                if who != "cy":
+                    kept.setdefault(condition, []).append(score)
+                out_rows.append((trial, key, score))
+        return out_rows
+
+    with open(results / "mushra.csv", "w", newline="") as fp:  # as webMUSHRA's fputcsv
+        w = csv.writer(fp, lineterminator="\n")
+        w.writerow(["session_test_id", "name", "trial_id", "rating_stimulus", "rating_score",
+                    "rating_time", "rating_comment"])
+        for who in ("ann", "ben", "cy"):
+            for trial, key, score in rows(who):
+                w.writerow([test_id, who, trial, key, score, 4321, ""])
+    for who, uuid in (("dee", "0d1e2f3a-aaaa-4bbb-8ccc-000000000001"),
+                      ("eve", "9e8d7c6b-aaaa-4bbb-8ccc-000000000002")):
+        name = f"{who.title()}, Q."  # a comma: quoted in the CSV, '_' in the file name
+        safe = re.sub(r"[^\w.-]+", "_", name, flags=re.ASCII)[:40]  # as the page names it
+        with open(results / f"mushra_{test_id}_{safe}_{uuid[:8]}.csv", "w", newline="") as fp:
+            w = csv.writer(fp)  # the page writes CRLF, as csv does by default
+            w.writerow(["session_test_id", "name", "session_uuid", "trial_id",
+                        "rating_stimulus", "rating_score", "rating_time", "rating_comment"])
+            for trial, key, score in rows(who):
+                w.writerow([test_id, name, uuid, trial, key, score, 2500, 'a "clean" one'])
+    return {c: float(np.mean(v)) for c, v in kept.items()}
+
+
+def test_readme_sequence_export_rate_analyze_twice(tmp_path):
+    export_line, analyze_line = _readme_commands()
+    out = tmp_path / "mytest"
+    results = out / "results"
+    # export: the README's command with its corpus items replaced by short synthetic ones
+    words = shlex.split(export_line, comments=True)
+    assert words[0] == "python"
+    words = [sys.executable] + [
+        _synthetic_items(tmp_path) if w.startswith("items=") else
+        w.replace(f"out_dir={README_OUT}", f"out_dir={out}") for w in words[1:]]
+    proc = subprocess.run(words, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ratings:   {results}/" in proc.stdout
+    assert "results/hybridcodec_mushra/mushra.csv" in proc.stdout
+    assert results.is_dir() and not list(results.iterdir())
+    with open(out / "manifest.csv", newline="") as fp:
+        conditions = {r["condition"] for r in csv.DictReader(fp)}
+    tiers = re.search(r"tiers=\[([^\]]*)\]", export_line).group(1).split(",")
+    assert {"reference", "anchor35", "anchor70", *tiers} <= conditions
+    if shutil.which("opusenc") and shutil.which("opusdec") and "codecs=[opus]" in export_line:
+        assert {f"opus@{t}" for t in tiers} <= conditions
+    assert conditions <= set(BASE)
+
+    # the analysis, exactly as the README writes it, through a shell (the glob)
+    command = analyze_line.replace(README_OUT, shlex.quote(str(out)))
+    command = shlex.quote(sys.executable) + command[len("python"):]
+
+    def analyze() -> subprocess.CompletedProcess:
+        return subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=_env(),
+                              capture_output=True, text=True, timeout=300)
+
+    # before any ratings are in: a one-line error that says where they go
+    proc = analyze()
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{results}/*.csv: no file matches it" in proc.stderr
+    assert "mushra.html downloads" in proc.stderr
+
+    expected = _synthetic_ratings(out, results)
+    rated = sorted(p.name for p in results.iterdir())
+    summaries = []
+    for run in range(2):
+        proc = analyze()
+        assert proc.returncode == 0, (run, proc.stderr)
+        assert proc.stderr == "", (run, proc.stderr)  # no warnings: nothing skipped
+        assert sorted(p.name for p in results.iterdir()) == rated  # outputs went elsewhere
+        report = out / "analysis"
+        assert sorted(p.name for p in report.iterdir()) == [
+            "mushra.png", "mushra_screening.csv", "mushra_summary.csv", "mushra_summary.md"]
+        assert (report / "mushra_summary.md").read_text() in proc.stdout
+        summaries.append((report / "mushra_summary.csv").read_bytes())
+        with open(report / "mushra_summary.csv", newline="") as fp:
+            rows = list(csv.DictReader(fp))
+        overall = {r["condition"]: r for r in rows if r["item"] == "all"}
+        assert set(overall) == conditions
+        for condition, mean in expected.items():
+            assert float(overall[condition]["mean"]) == pytest.approx(mean, abs=1e-4)
+            assert int(overall[condition]["n"]) == 4 * 2  # four assessors kept, two items
+        by_mean = sorted(overall, key=lambda c: -float(overall[c]["mean"]))
+        assert by_mean == sorted(conditions, key=lambda c: -BASE[c])
+        assert {r["item"] for r in rows} == {"all", "chord", "pluck"}  # --per-item
+        with open(report / "mushra_screening.csv", newline="") as fp:
+            screening = {r["assessor"]: r for r in csv.DictReader(fp)}
+        assert {a: r["excluded"] for a, r in screening.items()} == {
+            "ann": "0", "ben": "0", "cy": "1", "9e8d7c6b-aaaa-4bbb-8ccc-000000000002": "0",
+            "0d1e2f3a-aaaa-4bbb-8ccc-000000000001": "0"}
+        assert "| cy | 2 | 2 (100 %) | yes |" in proc.stdout
+    assert summaries[0] == summaries[1]
+
+    # the old default, outputs written into results/ itself: the next run skips them
+    for run in range(2):
+        assert an.main([str(p) for p in sorted(results.glob("*.csv"))] +
+                       ["--out", str(results)]) == 0
+    assert (results / "mushra_summary.csv").read_bytes() == summaries[0]
+
+
+def _one_line_error(capsys, argv: list[str], expect: str) -> str:
+    assert an.main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("listening.analyze: "), err
+    assert expect in err, err
+    return err
+
+
+def test_analysis_inputs_folders_patterns_and_own_outputs(tmp_path, capsys):
+    results = tmp_path / "export" / "results"
+    results.mkdir(parents=True)
+    webmushra, page, manifest = _constructed_results(results)
+    manifest.rename(tmp_path / "export" / "manifest.csv")  # the export's layout
+    # a folder is its *.csv; a pattern the shell did not expand is expanded; each file once
+    assert an.results_files([str(results)]) == [webmushra, page]
+    assert an.results_files([str(results / "*.csv"), str(page)]) == [webmushra, page]
+    # the manifest is found in the folder above the results; the report goes beside it
+    assert an.main([str(results)]) == 0
+    report = tmp_path / "export" / "analysis"
+    assert "| uuid-bad | 20 | 4 (20 %) | yes |" in (report / "mushra_summary.md").read_text()
+    assert sorted(p.name for p in results.iterdir()) == ["mushra.csv", "page.csv"]
+    capsys.readouterr()
+    # outputs among the inputs are skipped by their header, with a warning each
+    shutil.copy(report / "mushra_summary.csv", results)
+    shutil.copy(report / "mushra_screening.csv", results / "old-screening.csv")
+    assert an.main([str(results / "*.csv"), "--out", str(tmp_path / "again")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped: a summary written by listening.analyze") == 2, err
+    assert (tmp_path / "again" / "mushra_summary.csv").read_bytes() == \
+        (report / "mushra_summary.csv").read_bytes()
+    _one_line_error(capsys, [str(results / "mushra_summary.csv")],
+                    "is listening.analyze's own output")
+
+
+def test_analysis_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    webmushra, page, manifest = _constructed_results(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(capsys, [str(empty / "*.csv")], "no file matches it; save the ratings")
+    _one_line_error(capsys, [str(tmp_path / "none" / "*.csv")], "there is no folder")
+    _one_line_error(capsys, [str(empty)], "no .csv file in this folder")
+    _one_line_error(capsys, [str(tmp_path / "missing.csv")], "missing.csv: no such file")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(tmp_path / "nope.csv")],
+                    "no such manifest")
+    bad_manifest = tmp_path / "m" / "manifest.csv"
+    bad_manifest.parent.mkdir()
+    bad_manifest.write_text("file,kind\na,b\n")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(bad_manifest)],
+                    "not an export manifest (no column id, condition)")
+
+    header = webmushra.read_text().splitlines()[0]
+    good = webmushra.read_text().splitlines()[1]  # uuid-good, item00, the hidden reference
+    cases = {
+        "short row": (f"{header}\nhybridcodec_mushra,x\n", ":2: malformed row"),
+        "long row": (f"{header}\n{good},extra\n", ":2: malformed row"),
+        "score": (f"{header}\n{good.replace(',100,', ',abc,')}\n", "'abc' is not a number"),
+        "range": (f"{header}\n{good.replace(',100,', ',101,')}\n", "101 is outside 0..100"),
+        "unknown id": (f"{header}\n{good.replace(',reference,', ',s0badf00d,')}\n",
+                       "stimulus 's0badf00d' is not in"),
+        "unknown trial": (f"{header}\n{good.replace(',item00,', ',item99,')}\n",
+                          "trial 'item99' is not in"),
+        "wrong trial": (f"{header}\n{good.replace(',reference,', ',s00010001,')}\n",
+                        "belongs to trial 'item01'"),
+        "header only": (f"{header}\n", "no ratings in"),
+    }
+    for name, (text, expect) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '-')}.csv"
+        bad.write_text(text)
+        _one_line_error(capsys, [str(bad), "--manifest", str(manifest)], expect)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage")
+    _one_line_error(capsys, [str(binary)], "not a text (UTF-8) file")
+    # an output folder that cannot be made
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _one_line_error(capsys, [str(webmushra), "--manifest", str(manifest), "--out",
+                             str(blocker / "sub")], str(blocker / "sub"))
+
+
+def test_reexport_keeps_results_and_the_analysis_refuses_stale_ratings(tmp_path, caplog,
+                                                                       capsys):
+    _synthetic_items(tmp_path)
+    out = tmp_path / "small"
+    overrides = [f"items=[{{path: {tmp_path / 'chord.flac'}, duration: 1}}]", "tiers=[tiny]",
+                 "codecs=[]", "anchors=[3500]", f"out_dir={out}"]
+    first = export(_compose(overrides + ["seed=1"]))
+    assert first.results == out / "results" and first.results.is_dir()
+    with open(first.manifest, newline="") as fp:
+        old = list(csv.DictReader(fp))
+    rated = first.results / "mushra.csv"
+    with open(rated, "w", newline="") as fp:
+        w = csv.writer(fp, lineterminator="\n")
+        w.writerow(["session_test_id", "name", "trial_id", "rating_stimulus", "rating_score",
+                    "rating_time", "rating_comment"])
+        for r in old:
+            key = "reference" if r["kind"] == "reference" else r["id"]
+            score = 100 if key == "reference" else 50
+            w.writerow(["hybridcodec_mushra", "ann", r["trial_id"], key, score, 1, ""])
+    assert an.main([str(rated)]) == 0  # manifest found in the folder above results/
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="listening.export"):
+        export(_compose(overrides + ["seed=2"]))  # another blinding into the same folder
+    assert any("already holds mushra.csv" in r.getMessage() for r in caplog.records)
+    assert rated.is_file()  # the ratings are the experimenter's: never deleted
+    _one_line_error(capsys, [str(rated)], "is not in")
