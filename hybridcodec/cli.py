@@ -880,8 +880,10 @@ def _load_codec(verb: str) -> None:
     """Import what ``verb`` runs (numba, constriction, scipy: a second or more of start-up)."""
     if verb == "truncate":
         from . import truncation  # noqa: F401
+    elif verb == "info":
+        from . import codec  # noqa: F401 - headers only: not the coder
     else:
-        from . import codec  # noqa: F401
+        from . import codec, framecodec  # noqa: F401 - codec imports the coder lazily
 
 
 def _quiet_write_errors(previous: Callable, debug: bool) -> Callable:
