@@ -38,6 +38,7 @@ from .perceptual.envelope import RANGE as _ENVELOPE_RANGE, EnvelopeCoder, Resolu
 from .perceptual.grid import EnvelopeGrid, envelope_grid
 
 ENVELOPE_SYMBOLS = 2 * _ENVELOPE_RANGE + 3
+ENVELOPE_KEYS = ("envelope_fine", "envelope_coarse")
 
 MODEL_MAGIC = "hybridcodec-model"
 MODEL_FORMAT_VERSION = 3
@@ -56,6 +57,8 @@ DEFAULT_MODEL_NAME = "default.hcm"
 MAX_MODEL_FILE_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 256 << 20
 MAX_TABLE_ENTRIES = 1 << 22
+#: the arrays of :func:`~hybridcodec.entropy.build_tables`, as a model file stores them
+TABLE_KEYS = ("table_shift", "table_halfwidth", "table_offset", "table_freq")
 
 
 DEFAULT_ENVELOPE = {
@@ -205,11 +208,27 @@ class HybridModel:
         # Mean of d_l from s_l: same geometry as a predict step (odd from even positions).
         self.means = [IntConv(c.mean_taps, c.mean_taps // 2 - 1, c.mean_hidden)
                       for _ in range(c.levels)]
-        self.table_arrays = build_tables(TableSpec(**_tuple_fields(c.tables)),
-                                         normalise=c.payload == 4)
-        if c.payload == 4:
-            self.table_arrays["envelope_fine"] = envelope_table(c.envelope["fine"]["scale"])
-            self.table_arrays["envelope_coarse"] = envelope_table(c.envelope["coarse"]["scale"])
+        self._table_arrays: dict[str, np.ndarray] | None = None
+        self._coding_state = None
+
+    @property
+    def table_arrays(self) -> dict[str, np.ndarray]:
+        """The scale-class tables (``table_shift``, ``table_halfwidth``, ``table_offset``,
+        ``table_freq``) and, for a format 4 model, the envelope's tables; built from the
+        config only when a model file did not bring them: a loaded model would build
+        them (20 ms) just to replace them."""
+        if self._table_arrays is None:
+            c = self.config
+            arrays = build_tables(TableSpec(**_tuple_fields(c.tables)), normalise=c.payload == 4)
+            if c.payload == 4:
+                arrays["envelope_fine"] = envelope_table(c.envelope["fine"]["scale"])
+                arrays["envelope_coarse"] = envelope_table(c.envelope["coarse"]["scale"])
+            self._table_arrays = arrays
+        return self._table_arrays
+
+    @table_arrays.setter
+    def table_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._table_arrays = arrays
         self._coding_state = None
 
     # -- coding-side helpers -------------------------------------------------------
@@ -336,7 +355,8 @@ class HybridModel:
             net.set_arrays({k[len(prefix) + 1:]: v for k, v in arrays.items()
                             if k.startswith(prefix + ".")})
         tables = {}
-        for key in self.table_arrays:
+        keys = TABLE_KEYS + (ENVELOPE_KEYS if self.config.payload == 4 else ())
+        for key in keys:
             a = np.asarray(arrays[key])
             if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
                 raise ValueError(f"table {key} must be a 1-D integer array")

@@ -34,6 +34,7 @@ class TruncateReport:
     num_samples: int
     sample_rate: int
     channels: int
+    bits_per_sample: int = 0  # with the above: the raw PCM size the CLI's "% of PCM" uses
 
 
 def tier_layers(layout, tier: str | None, kbps: float | None) -> tuple[str, int]:
@@ -87,4 +88,4 @@ def truncate_file(src: str | os.PathLike, dst: str | os.PathLike, *, tier: str |
                                    tuple((k, p) for k, p in frame.layers if k < keep)))
         write_footer(out, stream.footer)
     return TruncateReport(label, keep, os.path.getsize(src), os.path.getsize(dst),
-                          h.num_samples, h.sample_rate, h.channels)
+                          h.num_samples, h.sample_rate, h.channels, h.bits_per_sample)
