@@ -60,7 +60,9 @@ class FrameDecode:
 
     pcm: np.ndarray  # int64 (n, channels)
     envelope: np.ndarray  # int64 (channels, bands, slots): the coded band energies
-    coded: np.ndarray  # bool (bands, slots): whether the tier codes that band there
+    #: (bands, slots): how many precision groups of its wavelet band the tier codes there
+    #: (0 = not coded, 1 = anchor only, ..., groups = exact)
+    coded: np.ndarray
     exact: bool  # every layer complete: pcm is the original
 
 
@@ -258,7 +260,8 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
     coder = model.envelope_coder(sample_rate)
     q = np.stack([coder.read(r0, grid.num_bands, slots) for _ in range(nch)]) if nch else \
         np.zeros((0, grid.num_bands, slots), np.int64)
-    coverage = np.zeros(L + 1, np.int64)  # anchor coefficients present, per band
+    # per band, for every group: coefficients it covers (prefix of segments)
+    coverage = np.zeros((L + 1, lay.groups), np.int64)
     anchor_coarse = [None] * nch
     out = [None] * nch
     lossy_draw = fill == "sample" and not exact
@@ -266,7 +269,7 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
         group_ids = [lay.layer_of[(band, g)] for g in range(lay.groups)]
         bounds = segment_bounds(size, band_shift(band, L), total, cfg.segment_length)
         have = kept.get(group_ids[0], 0)
-        coverage[band] = bounds[have]
+        coverage[band] = [bounds[kept.get(k, 0)] for k in group_ids]
         per = [np.repeat(envelopes[c][band], lay.block(band))[:size] for c in range(nch)]
         r_anchor = [np.zeros(size, np.int64) for _ in range(nch)]
         r_est = [np.zeros(size, np.int64) for _ in range(nch)]
@@ -279,7 +282,7 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
                 ra, re, _ = read_band_groups(gr, per[c][a:b], lay.planes(int(planes[c, band])),
                                              fill, rngs[c], exact=True)
                 r_anchor[c][a:b], r_est[c][a:b] = ra, re
-        K = int(coverage[band])
+        K = int(coverage[band, 0])
         anchors = []
         for c in range(nch):
             # the previous channel's anchors of this band (cross-channel context)
@@ -311,10 +314,12 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
         pcm = np.stack([x << int(k) for x, k in zip(signals, shifts)], axis=1)
     if not exact:
         pcm = np.clip(pcm, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    coded = np.zeros((grid.num_bands, slots), bool)
+    # precision per envelope band and slot: how many of its band's groups reach it
+    coded = np.zeros((grid.num_bands, slots), np.int64)
     centres = np.arange(slots, dtype=np.int64) * grid.hop
     for e, level in enumerate(grid.band_level):
         band = L - level + 1
-        coded[e] = (centres >> band_shift(band, L)) < coverage[band]
+        pos = centres >> band_shift(band, L)
+        coded[e] = (pos[:, None] < coverage[band][None, :]).sum(axis=1)
     return FrameDecode(pcm, q, coded, exact)
 

@@ -44,7 +44,8 @@ class EnvelopeFill:
 
     ``push(pcm, q, coded, frame_index)`` takes a frame's decoded PCM (n, channels) as
     floats, its envelope ``q`` (channels, bands, slots of the frame) and ``coded``
-    (bands, slots): whether the tier codes that band there; it returns the output samples
+    (bands, slots): how many precision groups the tier codes there (0: none, 1: the
+    anchor only, which the level correction applies to); it returns the output samples
     that are complete. Frames are pushed in order, from the frame that starts at sample
     ``start``.
     """
@@ -82,7 +83,7 @@ class EnvelopeFill:
         self.x_buf = np.concatenate([self.x_buf, np.asarray(pcm, np.float64)], axis=0)
         self.pushed += pcm.shape[0]
         gens = [np.random.default_rng([self.seed, frame_index, c]) for c in range(self.channels)]
-        self.pending.append((np.asarray(q), np.asarray(coded, bool), gens))
+        self.pending.append((np.asarray(q), np.asarray(coded, np.int64), gens))
         return self._run(final=self.pushed >= self.total)
 
     def finish(self) -> np.ndarray:
@@ -126,9 +127,9 @@ class EnvelopeFill:
     def _band_offsets(self) -> np.ndarray:
         return self._starts - self._starts[0]
 
-    def _expand(self, per_band: np.ndarray) -> np.ndarray:
-        """(slots, bands) -> (slots, bins) with 1 outside the bands."""
-        out = np.ones((per_band.shape[0], self._bin_band.size))
+    def _expand(self, per_band: np.ndarray, outside: float = 1.0) -> np.ndarray:
+        """(slots, bands) -> (slots, bins), ``outside`` for bins in no band."""
+        out = np.full((per_band.shape[0], self._bin_band.size), outside)
         out[:, self._in_band] = per_band[:, self._bin_band[self._in_band]]
         return out
 
@@ -145,7 +146,19 @@ class EnvelopeFill:
         w = self.grid.window
         starts = (np.arange(t0, t0 + count) - 1) * h - self.origin
         idx = starts[:, None] + np.arange(n)[None, :]
-        uncoded = ~coded.T  # (slots, bands)
+        uncoded = coded.T == 0  # (slots, bands)
+        # What can put a coded band off its level: an anchor's noise, and the soft edge
+        # of a wavelet octave the tier leaves out next to it (its share of the band is
+        # missing). Bands coded finer and away from a gap are left alone.
+        gap = np.zeros_like(uncoded)
+        for shift in (-2, -1, 1, 2):
+            moved = np.roll(uncoded, shift, axis=1)
+            if shift > 0:
+                moved[:, :shift] = False
+            else:
+                moved[:, shift:] = False
+            gap |= moved
+        coarse_only = (coded.T == 1) | (~uncoded & gap)
         fill_bins = self._expand(uncoded.astype(np.float64)) > 0.5
         fill_bins[:, ~self._in_band] = False
         region = slice(starts[0], starts[-1] + n)
@@ -157,16 +170,19 @@ class EnvelopeFill:
             noise = noise[0] + 1j * noise[1]
             pn = self._band_mean(np.abs(noise) ** 2)
             # coded bands: scale down where too loud, add noise for a hole
-            graded = ~uncoded | self.shape
-            loud = graded & (decoded > target * self.high)
-            hole = graded & (decoded * self.low < target)
-            scale = np.where(loud, np.sqrt(target / np.maximum(decoded, 1e-300)), 1.0)
-            add = np.where(hole, NOISE_GAIN * (target - decoded), 0.0)
+            graded = coarse_only | (uncoded & self.shape)
+            # Compared over three slots: one slot's power fluctuates (a few bins, one
+            # window), and a decimated band's target is the mean of several slots.
+            dec_s, tgt_s = _smooth(decoded), _smooth(target)
+            loud = graded & (dec_s > tgt_s * self.high)
+            hole = graded & (dec_s * self.low < tgt_s)
+            scale = np.where(loud, np.sqrt(tgt_s / np.maximum(dec_s, 1e-300)), 1.0)
+            add = np.where(hole, NOISE_GAIN * np.maximum(tgt_s - dec_s, 0.0), 0.0)
             if not self.shape:
                 add = np.where(uncoded, NOISE_GAIN * target, add)
             keep = np.where(uncoded & ~self.shape, 0.0, scale)
             spec = spec * self._expand(keep) + noise * self._expand(
-                np.sqrt(add / np.maximum(pn, 1e-300)))
+                np.sqrt(add / np.maximum(pn, 1e-300)), outside=0.0)
             base = self.y_acc[region, c].copy()
             for _ in range(ITERATIONS):
                 out = base.copy()
@@ -184,3 +200,11 @@ class EnvelopeFill:
             for k in range(count):
                 self.y_acc[starts[k]: starts[k] + n, c] += frames[k]
         self.next_slot = t0 + count
+
+
+def _smooth(p: np.ndarray) -> np.ndarray:
+    """(slots, bands) powers averaged with the slot before and after (edges repeated)."""
+    if p.shape[0] < 2:
+        return p
+    padded = np.concatenate([p[:1], p, p[-1:]], axis=0)
+    return (padded[:-2] + padded[1:-1] + padded[2:]) / 3

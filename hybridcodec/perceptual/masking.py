@@ -35,6 +35,7 @@ NOISE_OFFSET_DB = 5.5
 POST_MASK_DB_PER_MS = 0.5  # forward masking: about 100 ms to fall 50 dB
 FULL_SCALE_SPL = 96.0
 SFM_TONAL_DB = -30.0
+QUIET_CEILING_DB = 90.0
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Masking:
 def threshold_in_quiet_db(f: np.ndarray) -> np.ndarray:
     """Terhardt's absolute threshold of hearing, dB SPL, at frequencies ``f`` (Hz)."""
     k = np.maximum(np.asarray(f, np.float64), 20.0) / 1000.0
-    return 3.64 * k ** -0.8 - 6.5 * np.exp(-0.6 * (k - 3.3) ** 2) + 1e-3 * k ** 4
+    db = 3.64 * k ** -0.8 - 6.5 * np.exp(-0.6 * (k - 3.3) ** 2) + 1e-3 * k ** 4
+    # The k**4 term runs away above 16 kHz (200 dB at 22 kHz): hold it at a level that
+    # still means "practically inaudible" without overflowing the model.
+    return np.minimum(db, QUIET_CEILING_DB)
 
 
 def tonality(spectra: np.ndarray, grid: EnvelopeGrid) -> np.ndarray:
