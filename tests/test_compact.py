@@ -198,3 +198,19 @@ def test_every_bit_flip_of_a_real_compact_stream_is_caught(short_stream):
             continue
         assert [d.frame for d in report.damaged] == [0] and not got.any()
         assert len(got) == report.num_samples
+
+
+def test_info_shows_the_layout_and_units(one_second, tmp_path):
+    out = tmp_path / "a.hyb"
+    hybridcodec.encode(one_second, out)
+    text = hybridcodec.describe_stream(out)
+    assert "  container   format 4, compact (the whole stream in one chunk)\n" in text
+    assert "  units       20 (20.0 per frame); segments of 131072 samples, 1 per frame\n" in text
+    assert "20 layers carried" in text
+    rows = [line for line in text.splitlines() if line.endswith(" bytes") or " bytes (" in line]
+    columns = {line.index(" bytes") for line in rows}
+    assert len(rows) == 21 and len(columns) == 1, rows  # 20 layers and the overhead, aligned
+    low = tmp_path / "low.hyb"
+    truncate_file(out, low, tier="low")
+    text = hybridcodec.describe_stream(low)
+    assert "tier low" in text and "3 layers carried" in text and "  units       3 " in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import struct
 import time
 import tracemalloc
 
@@ -1176,3 +1177,69 @@ def test_fuzz_unit_tables_with_valid_crcs(flags, entries, mask, lie):
         assert unit.first >= end and 1 <= unit.count and unit.end <= 3
         assert unit.state == 0 or (unit.count == 1 and unit.state <= 1)
         end = unit.end
+
+
+# --------------------------------------------------------------------------- metadata chunk
+
+
+def raw_metadata(blob: bytes, *, length: int | None = None) -> bytes:
+    head = b"HM" + struct.pack("<I", len(blob) if length is None else length)
+    return head + blob + v4raw.crc(head + blob)
+
+
+def test_metadata_chunk_follows_the_header_unchanged_from_version_3():
+    header_end = v4raw.body_end(STREAM) + 4
+    assert META_STREAM[:header_end] == STREAM[:header_end]
+    assert META_STREAM[header_end:header_end + 10 + len(META_BLOB)] == raw_metadata(META_BLOB)
+    for pipe in (False, True):
+        header, frames, _ = read_all(META_STREAM, pipe=pipe)
+        assert header == make_header(metadata=META_BLOB) and frames == FRAMES
+
+
+@pytest.mark.parametrize("pipe", [False, True])
+@pytest.mark.parametrize("length", [0, (1 << 26) + 1, 0xFFFFFFFF])
+def test_metadata_length_is_checked_before_reading(length, pipe):
+    header_end = v4raw.body_end(STREAM) + 4
+    data = STREAM[:header_end] + raw_metadata(b"", length=length) + STREAM[header_end:]
+    tracemalloc.start()
+    try:
+        error = read_error(data, pipe=pipe)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"metadata chunk declares {length} bytes" in str(error)
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("pipe", [False, True])
+@pytest.mark.parametrize("damage", ["blob", "crc", "length", "huge length", "cut"])
+def test_recovery_survives_a_damaged_metadata_chunk(damage, pipe):
+    """As in version 3; the index chunk still matches, since the offsets count the
+    damaged chunk's bytes as they were."""
+    header_end = v4raw.body_end(STREAM) + 4
+    chunk = bytearray(raw_metadata(META_BLOB))
+    if damage == "blob":
+        chunk[10] ^= 0x20
+    elif damage == "crc":
+        chunk[-1] ^= 1
+    elif damage == "length":
+        chunk[2] += 3  # reaches into the first frame
+    elif damage == "huge length":
+        chunk[2:6] = struct.pack("<I", 0xFFFFFFF0)
+    else:
+        chunk = chunk[:12]  # most of the chunk lost
+    data = META_STREAM[:header_end] + bytes(chunk) + META_STREAM[header_end + 10 + len(META_BLOB):]
+    reader = StreamReader(Pipe(data) if pipe else io.BytesIO(data), recover=True)
+    frames = list(reader.frames())
+    assert reader.header.metadata is None and reader.metadata_bytes == 0
+    assert frames == FRAMES and reader.footer is not None
+    assert len(reader.problems) == 1 and "metadata chunk" in reader.problems[0], reader.problems
+    assert reader.problems[0].endswith("metadata not restored")
+    with pytest.raises(CorruptStreamError, match="metadata chunk"):
+        read_all(data, pipe=pipe)
+
+
+def test_recovery_keeps_an_intact_metadata_chunk():
+    reader = StreamReader(io.BytesIO(META_STREAM), recover=True)
+    assert list(reader.frames()) == FRAMES and not reader.problems
+    assert reader.header.metadata == META_BLOB

@@ -22,7 +22,7 @@ import soundfile as sf
 
 import hybridcodec
 from hybridcodec.channels import block_wasted_bits, shift_blocks
-from hybridcodec.container import FORMAT_VERSION, StreamReader
+from hybridcodec.container import FORMAT_VERSION, StreamReader, read_stream_layout
 from hybridcodec.errors import CorruptStreamError
 from hybridcodec.framecodec import analyse_frame, coarse_features, decode_frame, encode_frame
 from hybridcodec.truncation import truncate_file
@@ -224,3 +224,17 @@ def test_new_config_keys_change_the_id():
         cfg = ModelConfig(**{key: value})
         ids.add(model_id_of(HybridModel(cfg)))
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize("path", [V1_STREAM, FIXTURES / "golden" / "v2-piano.hyb",
+                                  FIXTURES / "golden" / "v3-tagged.hyb",
+                                  FIXTURES / "golden" / "v4-tagged.hyb",
+                                  FIXTURES / "golden" / "v4-synthetic.hyb",
+                                  FIXTURES / "golden" / "v4-compact.hyb"],
+                         ids=lambda p: p.name)
+def test_layout_of_every_version_adds_up(path):
+    layout = read_stream_layout(path)
+    assert layout.header_bytes + layout.framing_bytes + layout.payload_bytes \
+        == layout.total_bytes == path.stat().st_size
+    assert layout.layers_carried == 20 and layout.num_frames == layout.header.num_frames
+    assert hybridcodec.describe_stream(path).count("\n") > 20
