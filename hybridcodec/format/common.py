@@ -158,16 +158,16 @@ class StreamHeader:
     tier_rate: int = 0
 
     def __post_init__(self) -> None:
-        if _as_int(self.version) is None or self.version < 4:
+        if as_int(self.version) is None or self.version < 4:
             return
         if self.groups is None:
-            levels, layers = _as_int(self.levels), _as_int(self.num_layers)
+            levels, layers = as_int(self.levels), as_int(self.num_layers)
             if levels is not None and layers is not None and levels >= 0 \
                     and layers % (levels + 1) == 0:
                 object.__setattr__(self, "groups", layers // (levels + 1))
         if self.segment_length is None:
             object.__setattr__(self, "segment_length", self.frame_length)
-        kind, code, rate = (_as_int(v) for v in (self.tier_kind, self.tier_code,
+        kind, code, rate = (as_int(v) for v in (self.tier_kind, self.tier_code,
                                                    self.tier_rate))
         if None not in (kind, code, rate):
             object.__setattr__(self, "tier", tier_label(kind, code, rate))
@@ -323,7 +323,7 @@ class StreamLayout:
 # --------------------------------------------------------------------------- validation
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """``value`` as an int if it is an integer (bools excluded), else None."""
     if isinstance(value, bool):
         return None
@@ -339,7 +339,7 @@ def short_repr(value: Any, limit: int = 40) -> str:
 
 
 def check_int(name: str, value: Any, lo: int, hi: int) -> str | None:
-    number = _as_int(value)
+    number = as_int(value)
     if number is None:
         return f"{name} must be an integer, got {short_repr(value)}"
     if not lo <= number <= hi:
@@ -355,10 +355,6 @@ def check_str(name: str, value: Any, *, ascii_only: bool = False) -> str | None:
         kind = "printable ASCII" if ascii_only else "printable"
         return f"{name} must be 1..{MAX_STRING_LEN} {kind} characters, got {short_repr(value)}"
     return None
-
-
-def as_int(value: Any) -> int | None:
-    return _as_int(value)
 
 
 def payload_bytes(payload: Any, where: str) -> bytes:

@@ -20,11 +20,11 @@ from typing import Any, BinaryIO
 
 from ..errors import CorruptStreamError
 from .common import (CRC_SIZE, END_SYNC, FRAME_SYNC, LEGACY_VERSIONS, MAGIC, MAX_BITS_PER_SAMPLE,
-                     MAX_CHANNELS, MAX_FRAME_LENGTH, MAX_LEVELS, MAX_NUM_FRAMES, MAX_NUM_LAYERS,
-                     MAX_NUM_SAMPLES, MAX_SAMPLE_RATE, MD5_LEN, MIN_BITS_PER_SAMPLE,
-                     MIN_CHANNELS, MIN_FRAME_LENGTH, MIN_NUM_LAYERS, MIN_SAMPLE_RATE,
-                     MODEL_ID_RE, Frame, Source, StreamFooter, StreamHeader, check_int,
-                     check_str, crc32, metadata_chunk, metadata_problem, pack_crc,
+                     MAX_CHANNELS, MAX_FRAME_LENGTH, MAX_LEVELS, MAX_LOST_RUN, MAX_NUM_FRAMES,
+                     MAX_NUM_LAYERS, MAX_NUM_SAMPLES, MAX_SAMPLE_RATE, MD5_LEN,
+                     MIN_BITS_PER_SAMPLE, MIN_CHANNELS, MIN_FRAME_LENGTH, MIN_NUM_LAYERS,
+                     MIN_SAMPLE_RATE, MODEL_ID_RE, Frame, Source, StreamFooter, StreamHeader,
+                     check_int, check_str, crc32, metadata_chunk, metadata_problem, pack_crc,
                      payload_bytes, short_repr, unpack_crc)
 
 MAX_JSON_LEN = 2**16 - 1
@@ -369,8 +369,6 @@ def frame_candidate(src: Source, header: StreamHeader, min_index: int):
     """Recovery: a frame header at the current position whose CRC and fields are valid
     and whose index is in ``min_index .. min_index + MAX_LOST_RUN``; consumed and
     returned as (index, num_samples, entries), or None (nothing consumed)."""
-    from .common import MAX_LOST_RUN
-
     head = src.peek(_FRAME_FIXED.size)
     if len(head) < _FRAME_FIXED.size or head[:2] != FRAME_SYNC:
         return None

@@ -133,13 +133,7 @@ class StreamReader:
         flags = src.peek(6)[5:6]
         if flags and flags[0] & v4.HEADER_COMPACT:
             return self._read_compact()
-
-        def parse(buf):
-            parsed = v4.parse_header(buf)
-            v4._need(buf, parsed.end + CRC_SIZE)
-            return parsed, parsed.end + CRC_SIZE
-
-        parsed, raw = peek_parse(src, parse, v4.MAX_HEADER_SIZE, "header chunk")
+        parsed, raw = peek_parse(src, v4.parse_header_chunk, v4.MAX_HEADER_SIZE, "header chunk")
         src.read(len(raw))
         stored, computed = unpack_crc(raw, parsed.end), crc32(raw[:parsed.end])
         if stored != computed:
@@ -169,7 +163,10 @@ class StreamReader:
                        f"{computed:08x}): the stream is damaged or truncated")
             if not self.recover:
                 raise CorruptStreamError(f"corrupt stream: {message}")
-            header = v4.make_header(head.header)
+            try:  # the header is not verified: a field that fails may just be damaged
+                header = v4.make_header(head.header)
+            except CorruptStreamError:
+                raise CorruptStreamError(f"corrupt stream: {message}") from None
             self.problems.append(f"{message}; its header could not be verified")
             self._compact_frame = DamagedFrame(0, header.num_samples, message)
             return header

@@ -58,13 +58,14 @@ MODEL_ID_LEN = 8
 
 _END_BODY = struct.Struct("<IQQ16s")  # num_frames, num_samples, index_offset, md5
 END_CHUNK_SIZE = len(END_SYNC) + _END_BODY.size + CRC_SIZE  # 42 bytes
-#: Bytes from the magic to the end of the header body: at most (two 255-byte names and a
-#: 65535-byte extension); a structure this long cannot be valid.
-MAX_HEADER_SIZE = 6 + 4 + 2 + 2 * (2 + MAX_STRING_LEN) + 6 + 9 + 3 + 6 + 3 + MAX_EXTENSION_LEN \
-    + CRC_SIZE
-#: The longest frame header (sync .. header CRC) that can be valid: 64 cuttable units of
-#: 1024 segments with 5-byte cuts. A reader never peeks further.
-MAX_FRAME_HEADER_SIZE = 2 + 5 + 3 + 1 + 1 + MAX_NUM_LAYERS * (
+#: The longest header chunk a reader parses: every varint at its longest (10 bytes), two
+#: 255-byte names, a 65535-byte extension. A reader never peeks further.
+MAX_HEADER_SIZE = 6 + (1 + 10) + 2 + 2 * (2 + MAX_STRING_LEN) + 10 + (1 + 8) + 4 + (1 + 10) \
+    + 3 + MAX_EXTENSION_LEN + CRC_SIZE
+#: The longest frame header (sync .. header CRC) a reader parses: a 10-byte mask or 64
+#: cuttable units of 1024 segments with 5-byte cuts (the varints' limits bound the rest).
+#: Below 400 kB; a reader never peeks further.
+MAX_FRAME_HEADER_SIZE = 2 + 5 + 3 + 1 + 10 + MAX_NUM_LAYERS * (
     1 + 1 + 5 + 2 + (1024 - 1) * 5 + 1024) + CRC_SIZE
 #: Offsets in the index: the first frame is at most this far in (header + metadata),
 #: a frame chunk at most this long.
@@ -321,6 +322,13 @@ def parse_header(buf) -> ParsedHeader:
         segment_length=1 << min(segment_shift, 40), tier_kind=kind, tier_code=code,
         tier_rate=rate_target, extension=extension)
     return ParsedHeader(fields, flags, pos, problems[0] if problems else None, unsupported)
+
+
+def parse_header_chunk(buf) -> tuple[ParsedHeader, int]:
+    """A normal stream's header chunk at the start of ``buf``: (parsed, size with CRC)."""
+    parsed = parse_header(buf)
+    _need(buf, parsed.end + CRC_SIZE)
+    return parsed, parsed.end + CRC_SIZE
 
 
 def make_header(parsed: ParsedHeader) -> StreamHeader:
@@ -816,7 +824,7 @@ def parse_compact_head(buf) -> tuple[ParsedCompact, int]:
             f"corrupt header: a compact stream holds one frame (1..{frame_length} samples), "
             f"this one declares {num_samples}")
     segments = -(-num_samples // fields["segment_length"])
-    if fields["num_layers"] > MAX_NUM_LAYERS or segments > 1 << MAX_SEGMENT_SHIFT:
+    if not 1 <= fields["num_layers"] <= MAX_NUM_LAYERS or segments > 1 << MAX_SEGMENT_SHIFT:
         raise CorruptStreamError("corrupt header: layer or segment structure out of range")
     entries, pos = parse_unit_table(buf, pos, flags, fields["num_layers"], segments,
                                     compact=True, where="compact stream")

@@ -81,7 +81,7 @@ def write_index(fp: BinaryIO, offsets: list[int]) -> None:
     start of the stream, increasing)."""
     previous = -1
     for offset in offsets:
-        if check_int("offset", offset, previous + 1, v4.MAX_INDEX_OFFSET * (len(offsets) + 1)):
+        if check_int("offset", offset, previous + 1, 2**64 - 1):
             raise ValueError(f"index offsets must be increasing integers, got {offset!r:.40}")
         previous = offset
     fp.write(v4.index_bytes([int(o) for o in offsets]))
