@@ -94,6 +94,9 @@ def tier_header(header: StreamHeader, tier: str | None, kbps: float | None,
     if tier == "lossless" or (tier is None and keep == header.num_layers):
         return header
     if tier is not None:
+        if tier not in TIER_CODES:  # a tier added to tiers.TIERS but not to the registry
+            raise ValueError(f"tier {tier!r} has no code in TIER_NAMES "
+                             f"(hybridcodec/format/registry.py): append one")
         return dataclasses.replace(header, tier_kind=TIER_NAMED, tier_code=TIER_CODES[tier],
                                    tier_rate=0)
     rate = min(max(round(kbps * 10), 1), MAX_TIER_RATE)

@@ -129,6 +129,15 @@ def test_truncating_a_truncated_stream_is_the_same_as_truncating_once(work, tier
     assert again.read_bytes() == tier_streams["tiny"].read_bytes()
 
 
+def test_every_named_tier_has_a_format_4_code():
+    """A version 4 header names a tier by its registry code (append-only)."""
+    from hybridcodec.container import TIER_NAMES
+    from hybridcodec.truncation import TIER_CODES
+
+    assert set(TIER_CODES) == {t for t in TIERS if t != "lossless"}
+    assert all(TIER_NAMES[code] == name for name, code in TIER_CODES.items())
+
+
 def test_truncating_up_is_an_error(work, tier_streams):
     out = work / "up.hyb"
     with pytest.raises(hybridcodec.HybridCodecError, match="can only drop layers") as info:
