@@ -1,8 +1,9 @@
-"""Ladder calibration: `hybridcodec ladder` over several files, and the tier sizes of a set.
+"""Ladder calibration: the ladder report (``python -m evaluation.ladder``) over several
+files, and the tier sizes of a set.
 
 Two modes:
 
-* default: run :func:`hybridcodec.ladder.run_ladder` on each file (first ``--seconds``),
+* default: run :func:`evaluation.ladder.run_ladder` on each file (first ``--seconds``),
   keep each file's report in ``--out DIR/<name>/``, and print the typical bit rate and
   scores per tier with Opus and MP3 at the matched rates (means over the files);
 * ``--sizes-only``: encode every file of a corpus set, truncate to every tier, and print
@@ -36,7 +37,7 @@ if str(REPO) not in sys.path:
 import soundfile as sf  # noqa: E402
 
 import hybridcodec  # noqa: E402
-from hybridcodec.ladder import LadderReport, run_ladder  # noqa: E402
+from evaluation.ladder import LadderReport, run_ladder  # noqa: E402
 from hybridcodec.tiers import TIERS  # noqa: E402
 from hybridcodec.truncation import truncate_file  # noqa: E402
 

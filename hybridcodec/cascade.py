@@ -14,7 +14,7 @@ Bounds that keep every product inside int64: history entries and errors are clam
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .jit import njit  # numba.njit, cached where a wheel install can write
 
 NLMS = 0
 SIGN_LMS = 1

@@ -1,16 +1,18 @@
-"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info``,
-``truncate`` (cut a stream down to a lower tier) and ``ladder`` (the quality report).
+"""The ``hybridcodec`` command line: ``encode``, ``decode``, ``verify``, ``info`` and
+``truncate`` (cut a stream down to a lower tier).
 
-Every input file is processed on its own: an error on one prints
-``hybridcodec: <file>: <message>`` on one line to stderr and the run goes on with the
-next; the exit status is the ``exit_code`` of the first error (0 when all succeeded).
-Usage errors exit with 2, SIGINT with 130 and SIGTERM with 143 (outputs are written
-atomically, so an interrupted run leaves no partial file), a damaged stream decoded with
-``--ignore-errors`` with 6, and anything unexpected prints one ``internal error`` line
-and exits with 70 (``HYBRIDCODEC_DEBUG=1`` adds the traceback). ``-`` as a path means
-standard input / output.
+Options may come anywhere among the paths, as flac and sox take them. Every input file is
+processed on its own: an error on one prints ``hybridcodec: <file>: <message>`` on one
+line to stderr and the run goes on with the next; the exit status is the ``exit_code`` of
+the first error (0 when all succeeded). Usage errors exit with 2, SIGINT with 130 and
+SIGTERM with 143 at any point, start-up included (outputs are written atomically, so an
+interrupted run leaves no partial file), a damaged stream decoded with
+``--ignore-errors`` with 6, a closed standard output (``| head``) with 141 and no message,
+and anything unexpected prints one ``internal error`` line and exits with 70
+(``HYBRIDCODEC_DEBUG=1`` adds the traceback). ``-`` as a path means standard input /
+output.
 
-The codec itself is imported lazily (it pulls in torch), through the small wrappers
+The codec itself is imported lazily (it pulls in numba), through the small wrappers
 :func:`encode_file`, :func:`decode_file`, :func:`verify_file`, :func:`describe_stream`
 and :func:`decoded_suffix`, which tests may replace.
 """
@@ -27,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from .errors import HybridCodecError, InputFileError, UsageError
+from .errors import HybridCodecError, InputFileError, OutputWriteError, UsageError
 
 PROG = "hybridcodec"
 STREAM_SUFFIX = ".hyb"
@@ -38,13 +40,14 @@ EXIT_DAMAGED_OUTPUT = 6  # decode --ignore-errors: damaged frames written as sil
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM
+EXIT_BROKEN_PIPE = 141  # standard output closed early (`| head`): 128 + SIGPIPE, as `cat`
 STDIO = "-"
 
 ProgressFn = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- codec calls
-# Thin wrappers so the CLI imports the codec (and torch) only when it needs it, and so
+# Thin wrappers so the CLI imports the codec (and numba) only when it needs it, and so
 # tests can monkeypatch them.
 
 
@@ -79,13 +82,6 @@ def truncate_file(src: str, dst: str, **kwargs):
     from . import truncation
 
     return truncation.truncate_file(src, dst, **kwargs)
-
-
-def run_ladder(src: str, outdir: str, **kwargs):
-    """``hybridcodec.ladder.run_ladder``."""
-    from . import ladder
-
-    return ladder.run_ladder(src, outdir, **kwargs)
 
 
 def decoded_suffix(src: str) -> str:
@@ -126,6 +122,17 @@ def _os_error_text(exc: OSError) -> str:
     return reason
 
 
+#: What an error without a message says, by exit code (never a Python class name).
+_GENERIC_ERRORS = {1: "codec error", 2: "usage error", 3: "unreadable or unsupported audio",
+                   4: "corrupt or truncated stream", 5: "model problem"}
+
+
+def _internal_error_text(exc: BaseException) -> str:
+    detail = _one_line(str(exc))
+    return (f"internal error{': ' + detail if detail else ''} (a bug: please report it; "
+            "HYBRIDCODEC_DEBUG=1 adds the traceback)")
+
+
 def _fmt_size(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.2f} MB"
@@ -134,24 +141,35 @@ def _fmt_size(n: int) -> str:
     return f"{n} B"
 
 
-def summary_line(src: str, dst: str, report) -> str:
-    """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 %), 25.3x realtime``."""
+def pcm_size(num_samples: int, channels: int, bits_per_sample: int) -> int:
+    """Bytes of the raw PCM (whole bytes per sample), what ``info``'s "% of PCM" divides by."""
+    return num_samples * channels * (-(-bits_per_sample // 8))
+
+
+def _of_pcm(stream_bytes: int, report) -> str:
+    pcm = pcm_size(report.num_samples, report.channels, getattr(report, "bits_per_sample", 0))
+    return f"{100.0 * stream_bytes / pcm:.1f} % of PCM" if pcm > 0 else "n/a % of PCM"
+
+
+def summary_line(src: str, dst: str, report, verb: str = "encode") -> str:
+    """``a.flac -> a.hyb: 1.23 MB -> 0.51 MB (41.2 % of PCM), 25.3x realtime``.
+
+    The percentage is always the stream's size against the raw PCM, as ``info`` gives
+    it, so it stands beside the stream's size: after the output for ``encode``, after the
+    input for ``decode`` (``a.hyb -> a.wav: 0.51 MB (41.2 % of PCM) -> 1.23 MB, ...``)."""
     src = "<stdin>" if src == STDIO else src
     dst = "<stdout>" if dst == STDIO else dst
-    ratio = (
-        f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
-        if report.input_bytes > 0
-        else "n/a"
-    )
     audio_s = report.num_samples / report.sample_rate if report.sample_rate > 0 else 0.0
     if report.seconds > 0:
         speed = f"{audio_s / report.seconds:.1f}x realtime"
     else:
         speed = "instant"
-    return (
-        f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
-        f"{_fmt_size(report.output_bytes)} ({ratio}), {speed}"
-    )
+    before, after = _fmt_size(report.input_bytes), _fmt_size(report.output_bytes)
+    if verb == "decode":
+        before += f" ({_of_pcm(report.input_bytes, report)})"
+    else:
+        after += f" ({_of_pcm(report.output_bytes, report)})"
+    return f"{src} -> {dst}: {before} -> {after}, {speed}"
 
 
 class ProgressLine:
@@ -248,6 +266,52 @@ def _is_output_name(verb: str, path: str) -> bool:
     return suffix == STREAM_SUFFIX if verb == "encode" else suffix in _AUDIO_SUFFIXES
 
 
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` starts like a .hyb stream (unreadable: assume it does, so the
+    file's own turn reports why it cannot be read)."""
+    from .container import MAGIC
+
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return True
+
+
+def _not_an_input(verb: str, path: str) -> str | None:
+    """Why ``path``, the second of two paths, cannot be an input of ``verb`` (None if it can).
+
+    Such a path was meant as the output, with a suffix that does not say so: coding the
+    first input and only then failing on it would write an output nobody asked for
+    (``encode rain.flac x.wav`` writing rain.hyb). A missing ``.hyb`` given to ``decode``
+    stays an input: that is a missing stream, reported in its turn."""
+    wanted = (f"the {STREAM_SUFFIX} suffix" if verb == "encode"
+              else ", ".join(_AUDIO_SUFFIXES[:-1]) + f" or {_AUDIO_SUFFIXES[-1]}")
+    if os.path.isdir(path):
+        return f"{path} is a directory (to write into it, use --outdir {path})"
+    if not os.path.lexists(path):
+        if verb == "decode" and Path(path).suffix.lower() == STREAM_SUFFIX:
+            return None
+        return (f"{path} does not exist, so it is not an input, and as the output it "
+                f"would need {wanted}")
+    if verb == "decode" and Path(path).suffix.lower() != STREAM_SUFFIX and not _is_stream(path):
+        return (f"{path} is not a {STREAM_SUFFIX} stream, so it is not an input, and as the "
+                f"output it would need {wanted}")
+    return None
+
+
+def _make_folder(folder: str, option: str) -> None:
+    """Create the folder outputs go into: ``--outdir DIR`` (``option`` "--outdir DIR"), or
+    the parent of ``-o OUT`` (``option`` "-o OUT")."""
+    what = "it" if option.startswith("--outdir") else f"its folder {folder}"
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{option}: {'' if what == 'it' else what + ' is '}not a directory")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create {what}: {exc.strerror or exc}") from None
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -265,6 +329,7 @@ class _Run:
         self.progress: ProgressLine | None = None
         self.printed_info = False
         self.outputs: dict[str, str] = {}  # realpath of an output -> input that claimed it
+        self.working = False  # see start_work
 
     # -- reporting
 
@@ -273,13 +338,11 @@ class _Run:
         if self.debug:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stderr)
         if isinstance(exc, HybridCodecError):
-            text, code = str(exc) or type(exc).__name__, exc.exit_code
+            text, code = str(exc) or _GENERIC_ERRORS.get(exc.exit_code, "error"), exc.exit_code
         elif isinstance(exc, OSError):
             text, code = _os_error_text(exc), 1
         else:
-            detail = _one_line(str(exc))
-            text = f"internal error: {type(exc).__name__}: {detail} (please report)"
-            code = EXIT_INTERNAL
+            text, code = _internal_error_text(exc), EXIT_INTERNAL
         print(_message(src, text), file=self.stderr, flush=True)
         if self.exit_code == EXIT_OK:
             self.exit_code = code
@@ -324,7 +387,11 @@ class _Run:
                 raise UsageError("refusing to write binary data to a terminal "
                                  "(redirect standard output, or give -o FILE)")
             self._stdout_bytes = sys.stdout.buffer
-        return self._stdout_bytes
+        from .atomic import GuardedFile
+
+        # A failed write (a full disk behind `> file`) says `cannot write <stdout>: ...`;
+        # a closed pipe stays a BrokenPipeError, the quiet end of the run.
+        return GuardedFile(self._stdout_bytes, "<stdout>")
 
     def codec_kwargs(self) -> dict:
         """Options passed on only when not at their default (keeps the wrappers simple)."""
@@ -341,6 +408,15 @@ class _Run:
         if getattr(self.args, "strict", False):
             kw["strict"] = True
         return kw
+
+    def start_work(self) -> None:
+        """Called before the first output, temporary file or worker process can exist:
+        load the codec while a signal still ends the process at once (start-up), then
+        make signals unwind through the cleanup instead."""
+        if not self.working:
+            _load_codec(self.args.verb)
+            _install_signal_handlers()
+            self.working = True
 
     # -- verbs
 
@@ -376,6 +452,7 @@ class _Run:
         if dst != STDIO:
             check_output_path(dst, overwrite=args.force)  # before any work
         func = encode_file if verb == "encode" else decode_file
+        self.start_work()
         report = func(
             self.stdin_bytes() if src == STDIO else src,
             self.stdout_bytes() if dst == STDIO else dst,
@@ -391,12 +468,13 @@ class _Run:
             self.warn(src, text)
         for text in getattr(report, "notes", None) or []:  # not damage: exit status unchanged
             self.warn(src, text)
-        self.say(summary_line(src, dst, report))
+        self.say(summary_line(src, dst, report, verb))
         if getattr(report, "damaged", None) or getattr(report, "warnings", None):
             self.note_code(EXIT_DAMAGED_OUTPUT)
 
     def verify_one(self, src: str) -> None:
         _check_input(src, "verify")
+        self.start_work()
         report = verify_file(
             self.stdin_bytes() if src == STDIO else src,
             model=self.args.model,
@@ -437,13 +515,13 @@ class _Run:
         from .atomic import check_output_path
 
         check_output_path(dst, overwrite=args.force)
+        self.start_work()
         report = truncate_file(src, dst, tier=args.tier, kbps=args.kbps, overwrite=args.force)
         seconds = report.num_samples / report.sample_rate if report.sample_rate else 0.0
         rate = 8 * report.output_bytes / seconds / 1000 if seconds > 0 else 0.0
-        ratio = (f"{100.0 * report.output_bytes / report.input_bytes:.1f} %"
-                 if report.input_bytes else "n/a")
         self.say(f"{src} -> {dst}: {_fmt_size(report.input_bytes)} -> "
-                 f"{_fmt_size(report.output_bytes)} ({ratio}), tier {report.tier}, "
+                 f"{_fmt_size(report.output_bytes)} ({_of_pcm(report.output_bytes, report)}), "
+                 f"tier {report.tier}, "
                  f"{report.layers} layer{'s' if report.layers != 1 else ''}, "
                  f"{rate:.1f} kbit/s")
         if args.kbps is not None and rate > args.kbps:
@@ -451,30 +529,9 @@ class _Run:
                            f"{'s' if report.layers != 1 else ''}) is {rate:.1f} kbit/s, "
                            f"above the {args.kbps:g} kbit/s asked")
 
-    def ladder_one(self, src: str) -> None:
-        args = self.args
-        if src == STDIO:
-            raise UsageError("ladder needs an audio file (standard input - cannot be used)")
-        _check_input(src, "encode")
-
-        def log(text: str) -> None:
-            if not args.quiet:
-                print(f"{PROG}: {text}", file=self.stderr, flush=True)
-
-        report = run_ladder(
-            src, args.out, seconds=args.seconds,
-            tiers=[t for group in args.tiers for t in group] if args.tiers else None,
-            reference_codecs=not args.no_reference_codecs,
-            visqol=False if args.no_visqol else None, model=args.model, fill=args.fill,
-            seed=args.seed, overwrite=args.force, log=log)
-        if not args.quiet:
-            from .ladder import markdown
-
-            print(markdown(report), file=self.stdout, end="", flush=True)
-            print(f"wrote {', '.join(report.written)}", file=self.stdout, flush=True)
-
     def info_one(self, src: str) -> None:
         _check_input(src, "info")
+        self.start_work()
         text = describe_stream(self.stdin_bytes() if src == STDIO else src).rstrip("\n")
         if self.printed_info:
             text = "\n" + text  # a blank line between files
@@ -482,23 +539,15 @@ class _Run:
         self.printed_info = True
 
     def prepare(self) -> None:
+        """Check the paths and options as a whole, before any file is touched; then
+        create the output folders (``--outdir DIR``, ``-o``'s parent)."""
         args = self.args
         if args.inputs.count(STDIO) > 1:
             raise UsageError("standard input (-) can be read only once")
-        if args.verb in ("info", "verify", "ladder"):
+        if args.verb in ("info", "verify"):
             return
-        if args.verb == "truncate" and args.output is None and args.outdir is None \
-                and len(args.inputs) == 2:
-            args.inputs, args.output = [args.inputs[0]], args.inputs[1]  # truncate IN OUT
         if args.output is None and args.outdir is None and len(args.inputs) == 2:
-            first, second = args.inputs
-            if (_is_output_name(args.verb, second) or second == STDIO) and \
-                    first != STDIO and not _is_output_name(args.verb, first):
-                # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav` / `... IN -`: the second
-                # path is the output
-                args.inputs, args.output = [first], second
-            elif first == STDIO and _is_output_name(args.verb, second):
-                args.inputs, args.output = [first], second
+            self._second_path_as_output()
         if args.outdir is not None and STDIO in args.inputs:
             raise UsageError("standard input (-) has no name to put in --outdir: use -o OUT")
         self.data_on_stdout = args.output == STDIO or (
@@ -509,12 +558,28 @@ class _Run:
                 "(use --outdir DIR for several)"
             )
         if args.outdir is not None:
-            if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
-                raise UsageError(f"--outdir {args.outdir}: not a directory")
-            try:
-                os.makedirs(args.outdir, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"--outdir {args.outdir}: {exc.strerror or exc}") from None
+            _make_folder(args.outdir, f"--outdir {args.outdir}")
+        elif args.output not in (None, STDIO) and os.path.dirname(args.output):
+            _make_folder(os.path.dirname(args.output), f"-o {args.output}")
+
+    def _second_path_as_output(self) -> None:
+        """``VERB IN OUT``: whether the second of two paths is the output (as with -o)."""
+        args = self.args
+        verb = args.verb
+        first, second = args.inputs
+        if verb == "truncate":
+            args.inputs, args.output = [first], second  # truncate IN OUT
+            return
+        if (_is_output_name(verb, second) or second == STDIO) and \
+                first != STDIO and not _is_output_name(verb, first):
+            # `encode IN OUT.hyb` / `decode IN.hyb OUT.wav` / `... IN -`
+            args.inputs, args.output = [first], second
+        elif first == STDIO and _is_output_name(verb, second):
+            args.inputs, args.output = [first], second
+        elif second != STDIO:
+            problem = _not_an_input(verb, second)
+            if problem is not None:
+                raise UsageError(problem)
 
     def run(self) -> int:
         try:
@@ -523,13 +588,12 @@ class _Run:
             self.fail(None, exc)
             return self.exit_code
         one = {"info": self.info_one, "verify": self.verify_one,
-               "truncate": self.truncate_one, "ladder": self.ladder_one}.get(
-                   self.args.verb, self.code_one)
+               "truncate": self.truncate_one}.get(self.args.verb, self.code_one)
         for src in self.args.inputs:
             try:
                 one(src)
-            except (KeyboardInterrupt, SystemExit):
-                raise
+            except (KeyboardInterrupt, SystemExit, BrokenPipeError):
+                raise  # the whole run stops (BrokenPipeError: quietly, see main)
             except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
                 self.fail(src, exc)
         return self.exit_code
@@ -539,12 +603,10 @@ class _Run:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    # the package's own attribute: importlib.metadata alone would take a third of --version
+    from . import __version__
 
-        return version("hybridcodec")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 def _jobs_arg(text: str) -> int:
@@ -583,27 +645,6 @@ def _seed_arg(text: str) -> int:
     return value
 
 
-def _seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
-def _tiers_arg(text: str) -> list[str]:
-    from .tiers import TIERS
-
-    names = [t for t in text.split(",") if t]
-    for name in names:
-        if name not in TIERS:
-            raise argparse.ArgumentTypeError(
-                f"unknown tier {name!r} (choose from {', '.join(TIERS)})")
-    return names
-
-
 def _tier_choices() -> list[str]:
     from .tiers import TIERS
 
@@ -623,18 +664,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Learned lossless/lossy audio codec.",
         epilog=(
-            "exit codes: 0 ok, 1 codec error, 2 usage, 3 unreadable/unsupported audio, "
+            "Options may come before, between or after the paths. "
+            "exit codes: 0 ok, 1 codec error or an output that cannot be written (disk "
+            "full, I/O error), 2 usage, 3 unreadable/unsupported audio, "
             "4 corrupt/truncated/damaged stream, 5 model problem, 6 damaged stream decoded "
             "with --ignore-errors (output written, damaged frames silent), 70 internal "
-            "error, 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+            "error, 130 interrupted (SIGINT), 141 standard output closed (a pipe into "
+            "head: no message), 143 terminated (SIGTERM). "
             "'-' as a path: standard input / output."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="verb",
-                                metavar="{encode,decode,verify,info,truncate,ladder}",
+                                metavar="{encode,decode,verify,info,truncate}",
                                 parser_class=_Parser)
     sub.required = True
+    parser.verbs = sub.choices  # verb -> its parser, for parse_args
 
     def jobs_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -674,7 +719,11 @@ def build_parser() -> argparse.ArgumentParser:
             f"[--model PATH] [-j N] [-f] [-q]{extra}",
             epilog=(
                 f"With exactly two paths of which only the second ends in {out_suffix} "
-                "(or is -), the second is the output (like -o). '-' reads standard input "
+                "(or is -), the second is the output (like -o); a second path that cannot "
+                "be an input (it does not exist"
+                + (", or is not a .hyb stream" if name == "decode" else "")
+                + ") and lacks that suffix is a usage error. The folder of -o OUT and "
+                "--outdir DIR are created if missing. '-' reads standard input "
                 "or writes standard output"
                 + (" (as WAV)" if name == "decode" else "")
                 + "; input - without -o writes standard output."
@@ -760,42 +809,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
 
-    p = sub.add_parser(
-        "ladder",
-        help="quality report: every tier of a file against Opus and MP3 at matched rates",
-        description="encode FILE once (lossless), truncate it to every tier, decode each "
-        "and measure it (SNR, log-spectral and mel distance, ViSQOL when visqol-python is "
-        "installed), with Opus and MP3 at the same bit rates where opusenc/opusdec and "
-        "lame exist; write ladder.md, ladder.csv, rate_quality.png and spectrograms.png "
-        "into DIR",
-        usage="%(prog)s FILE --out DIR [--tiers NAME...] [--seconds N] "
-        "[--no-reference-codecs] [--no-visqol] [--fill MODE] [--seed N] [--model PATH] "
-        "[-f] [-q]",
-    )
-    p.add_argument("inputs", nargs=1, metavar="FILE", help="audio file (WAV, FLAC, AIFF)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="directory for the report (created if missing)")
-    p.add_argument("--tiers", nargs="+", type=_tiers_arg, metavar="NAME",
-                   help=f"tiers to measure, space or comma separated (default: all: "
-                   f"{', '.join(_tier_choices())})")
-    p.add_argument("--seconds", type=_seconds_arg, metavar="N",
-                   help="measure only the first N seconds of FILE")
-    p.add_argument("--no-reference-codecs", action="store_true",
-                   help="do not run Opus and MP3")
-    p.add_argument("--no-visqol", action="store_true",
-                   help="do not compute ViSQOL even when visqol-python is installed (faster)")
-    p.add_argument("--fill", choices=FILL_CHOICES, default="sample",
-                   help="how lower tiers are decoded (default sample)")
-    p.add_argument("--seed", type=_seed_arg, metavar="N", default=0,
-                   help="seed for --fill sample (default 0)")
-    p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="overwrite an existing report in DIR")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
     return parser
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line, options anywhere among the paths (``decode a.hyb -f x.wav``).
+
+    argparse cannot parse a sub-command's options intermixed with its paths, so the verb
+    is taken first and its own parser reads the rest: a usage error then prints the
+    verb's usage. Anything else (``--help``, ``--version``, no or an unknown verb) is the
+    top level's to answer. Exits through ``SystemExit`` as argparse does."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in parser.verbs:
+        return parser.parse_args(argv)
+    args = parser.verbs[argv[0]].parse_intermixed_args(argv[1:])
+    args.verb = argv[0]
+    return args
 
 
 class Terminated(KeyboardInterrupt):
@@ -803,19 +836,18 @@ class Terminated(KeyboardInterrupt):
     worker processes) runs exactly as for Ctrl-C."""
 
 
-def _install_signal_handlers() -> dict:
+def _install_signal_handlers() -> None:
     """SIGINT -> KeyboardInterrupt, SIGTERM -> :class:`Terminated`, once: a second
     signal while the first one's cleanup runs is ignored, so the cleanup completes.
 
     While the codec codes, the exception is raised between two frames, not inside one
-    (:mod:`hybridcodec.cancel`). Signals the caller ignores stay ignored. Returns the
-    handlers to restore."""
+    (:mod:`hybridcodec.cancel`). Signals the caller ignores stay ignored."""
     import threading
 
     from . import cancel
 
     if threading.current_thread() is not threading.main_thread():
-        return {}
+        return
     received: list[int] = []
 
     def handler(signum, frame):
@@ -824,15 +856,13 @@ def _install_signal_handlers() -> dict:
         received.append(signum)
         cancel.interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
-    previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             if signal.getsignal(sig) is signal.SIG_IGN:
                 continue
-            previous[sig] = signal.signal(sig, handler)
+            signal.signal(sig, handler)
         except (ValueError, OSError):  # pragma: no cover - not the main interpreter
             pass
-    return previous
 
 
 def _restore_signal_handlers(previous: dict) -> None:
@@ -844,6 +874,27 @@ def _restore_signal_handlers(previous: dict) -> None:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         except (ValueError, OSError, TypeError):  # pragma: no cover
             pass
+
+
+def _load_codec(verb: str) -> None:
+    """Import what ``verb`` runs (numba, constriction, scipy: a second or more of start-up)."""
+    if verb == "truncate":
+        from . import truncation  # noqa: F401
+    elif verb == "info":
+        from . import codec  # noqa: F401 - headers only: not the coder
+    else:
+        from . import codec, framecodec  # noqa: F401 - codec imports the coder lazily
+
+
+def _quiet_write_errors(previous: Callable, debug: bool) -> Callable:
+    """An ``sys.unraisablehook`` that drops the write errors libsndfile's callbacks could
+    not raise: the same error is raised when the output is finished (it is kept by
+    :class:`hybridcodec.atomic.GuardedFile`), as one line, not a printed traceback."""
+    def hook(unraisable) -> None:
+        if debug or not isinstance(unraisable.exc_value, OutputWriteError):
+            previous(unraisable)
+
+    return hook
 
 
 def main(
@@ -858,14 +909,27 @@ def main(
 
     ``stdin_bytes`` / ``stdout_bytes`` are the binary streams behind the path ``-``
     (default ``sys.stdin.buffer`` / ``sys.stdout.buffer``).
+
+    Until the first file's work begins (argument parsing, the codec's imports: numba, ...),
+    SIGINT / SIGTERM end the process at once with 130 / 143 (nothing exists yet to
+    clean up); from then on they unwind through every cleanup path first.
     """
+    from . import cancel
+
+    previous = cancel.exit_on_signal(PROG)  # first thing: start-up is interruptible too
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    if argv is None:  # the process's own command line: its numba is the codec's alone
+        from .jit import command_line_process
+
+        command_line_process()
+    debug = os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0")
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_write_errors(unraisable, debug)
     run: _Run | None = None
-    previous = _install_signal_handlers()
     try:
         try:
-            args = build_parser().parse_args(argv)
+            args = parse_args(argv)
         except SystemExit as exc:  # --help, --version, usage errors
             code = exc.code
             return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
@@ -882,22 +946,25 @@ def main(
             pass
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
-        # e.g. `hybridcodec info a.hyb | head -1`: stop quietly, like other filters
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except Exception:
-            pass
-        return 1
+        # `hybridcodec info *.hyb | head -2`: the reader has gone, so stop quietly, as a
+        # Unix filter killed by SIGPIPE does. Standard output is pointed at /dev/null so
+        # that Python's own flush at exit does not complain about the pipe again.
+        if run is not None:
+            run.clear_progress()
+        if stdout is None and stdout_bytes is None:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - last resort, outside any per-file work
-        if os.environ.get("HYBRIDCODEC_DEBUG", "") not in ("", "0"):
+        if debug:
             traceback.print_exc(file=err)
-        print(
-            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} (please report)",
-            file=err,
-        )
+        print(f"{PROG}: {_internal_error_text(exc)}", file=err)
         return EXIT_INTERNAL
     finally:
+        sys.unraisablehook = unraisable
         _restore_signal_handlers(previous)
 
 

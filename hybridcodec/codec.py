@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -25,9 +25,7 @@ from .container import (DamagedFrame, StreamHeader, StreamReader, StreamWriter,
                         read_stream_layout, write_compact)
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError, ModelError,
                      ModelMismatchError, UnsupportedAudioError, UsageError)
-from .framecodec import decode_frame, encode_frame, layer_count
 from .layer_units import frame_from_layers, layer_groups, layers_from_frame
-from .model import bundled_model_path, load_model
 from .tiers import layer_name, layer_order
 from .truncation import truncate_file
 
@@ -66,6 +64,8 @@ class CodingReport:
     #: warnings that are not damage, one line each: metadata the output could not carry,
     #: an input that disagrees with itself (encode). They do not change the exit status.
     notes: list[str] = field(default_factory=list)
+    #: bits per sample of the audio: with the sample and channel counts, the raw PCM size
+    bits_per_sample: int = 0
 
     @property
     def clean(self) -> bool:
@@ -208,6 +208,19 @@ def _check_fill(fill: str) -> str:
     return fill
 
 
+#: the largest --seed (numpy's seed sequences take any non-negative integer)
+SEED_MAX = (1 << 64) - 1
+
+
+def _check_seed(seed) -> int:
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= int(seed) <= SEED_MAX:
+        raise UsageError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+    return int(seed)
+
+
 def _check_jobs(jobs) -> int:
     from .parallel import check_jobs
 
@@ -256,7 +269,8 @@ def encode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
 def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | BinaryIO, *,
                      model: str | None = None, overwrite: bool = False,
                      progress: Progress | None = None, jobs: int = 1,
-                     metadata: bool = True, strict: bool = False) -> CodingReport:
+                     metadata: bool = True, strict: bool = False,
+                     pcm_reader=None) -> CodingReport:
     """Lossless encode (see :func:`encode_file`).
 
     ``src`` and ``dst`` are paths or binary file objects (e.g. ``sys.stdin.buffer`` /
@@ -264,7 +278,14 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     (the header needs the length); a path output is written atomically, a file object
     front to back. ``jobs`` > 1 codes frames in that many worker processes (0: one per
     CPU); the stream is byte-identical to ``jobs=1``.
+
+    ``pcm_reader``: PCM that is already open, read instead of ``src`` (which then only
+    names it in messages): an object with the interface of
+    :class:`~hybridcodec.audio_io.AudioReader` that the code below uses, plus ``nbytes``
+    (:func:`hybridcodec.api.encode_array`'s array).
     """
+    from .framecodec import layer_count  # the coder (numba) only where it codes: not for info
+    from .model import load_model
     from .parallel import frame_runner
 
     start = time.perf_counter()
@@ -273,12 +294,13 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     net, model_id = load_model(model)
     cfg = net.config
     spool = None
-    if is_file_object(src) and not _seekable(src):
+    if pcm_reader is None and is_file_object(src) and not _seekable(src):
         spool = _spool(src)
     try:
         source = spool if spool is not None else src
-        input_bytes = _size(source)
-        with open_audio(source, metadata=metadata) as reader:
+        input_bytes = _size(source) if pcm_reader is None else pcm_reader.nbytes
+        with (open_audio(source, metadata=metadata) if pcm_reader is None
+              else pcm_reader) as reader:
             info = reader.info
             notes: list[str] = []
             for problem in reader.problems:
@@ -352,7 +374,7 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, info.num_samples,
                         info.sample_rate, info.channels, time.perf_counter() - start,
-                        notes=notes)
+                        notes=notes, bits_per_sample=info.bits_per_sample)
 
 
 def _inconsistent(name: str, problem: str, strict: bool, notes: list[str], went_on: str) -> None:
@@ -374,12 +396,33 @@ def _open_stream(src) -> BinaryIO:
 
 
 def check_model(header: StreamHeader, model_id: str, model: str | None, src) -> None:
-    """Refuse to decode with a model other than the one that coded the stream."""
-    if header.model_id != model_id:
-        given = "the embedded default model" if model is None else f"model {os.fspath(model)}"
-        raise ModelMismatchError(
-            f"{display_name(src)}: coded with model {header.model_id}, but {given} is "
-            f"{model_id} (pass the right --model)")
+    """Refuse to decode with a model other than the one that coded the stream.
+
+    ``model`` is the model file given (None: the built-in default), ``model_id`` its id.
+    The message names the stream's model and says whether this package has it (the
+    built-in default, or an earlier default that ships with it and is found without
+    ``--model``) or not (then only the model file that coded the stream can decode it).
+    """
+    from .model import bundled_model_path, load_model
+
+    wanted = header.model_id
+    if wanted == model_id:
+        return
+    default_id = load_model(None)[1]
+    given = ("the built-in default model" if model is None
+             else f"model file {os.fspath(model)}"
+             + (" (the built-in default)" if model_id == default_id else ""))
+    if wanted == default_id:
+        known = f"the built-in default model {wanted}"
+        hint = "decode without --model"
+    elif bundled_model_path(wanted) is not None:
+        known = f"model {wanted}, an earlier default that ships with hybridcodec"
+        hint = "decode without --model"
+    else:
+        known = f"model {wanted}, which does not ship with hybridcodec"
+        hint = "decode with --model and the model file that coded it"
+    raise ModelMismatchError(f"{display_name(src)}: coded with {known}, but {given} is "
+                             f"{model_id}: {hint}")
 
 
 @dataclass
@@ -409,111 +452,152 @@ def _stream_metadata(header: StreamHeader, name: str, ignore_errors: bool,
         return None
 
 
-def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
-                   ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
-                   seed: int = 0) -> _DecodeResult:
-    """Decode a stream frame by frame, handing PCM blocks to
-    ``open_sink(info, metadata)``'s writer (``metadata``: the stream's, parsed, or None).
+class _StreamDecoder:
+    """One stream decoded frame by frame: the loop behind :func:`decode_file`,
+    :func:`verify_file` and :func:`hybridcodec.api.open_stream`.
 
+    Construction reads the header, checks the model and parses the stream's metadata
+    (:attr:`metadata`; errors raise there); :meth:`blocks` yields each frame's PCM as
+    int32 ``(n, channels)``; :meth:`finish`, after the last block, checks the MD5.
     Strict (``ignore_errors`` false): the first problem raises. Otherwise a frame that
     cannot be decoded (container damage, payload CRC, codec error, samples out of range)
     becomes silence and is listed, and the rest is decoded (docs/format.md, "Recovery").
     """
-    from .parallel import frame_runner
 
-    stream = StreamReader(fp, recover=ignore_errors)
-    header = stream.header
-    net, model_id = load_model(model)
-    if model is None and header.model_id != model_id:
-        earlier = bundled_model_path(header.model_id)  # written by an earlier release
-        if earlier is not None:
-            model = earlier
-            net, model_id = load_model(model)
-    check_model(header, model_id, model, name)
-    full = layer_count(net)
-    if header.levels != net.config.levels or header.frame_length != net.config.frame_length \
-            or header.num_layers > full or (header.version >= 4 and header.num_layers != full):
-        raise CorruptStreamError(f"{name}: header disagrees with its model")
-    lossless = header.complete if header.version >= 4 else header.num_layers == full
-    info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
-                     header.bits_per_sample, header.subtype, header.source_format)
-    meta_warnings: list[str] = []
-    metadata = _stream_metadata(header, name, ignore_errors, meta_warnings)
-    md5 = hashlib.md5()
-    lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
-    damaged: list[DamagedRegion] = []
+    def __init__(self, fp: BinaryIO, name: str, *, model: str | None, ignore_errors: bool,
+                 jobs: int, fill: str = "sample", seed: int = 0) -> None:
+        from .framecodec import layer_count  # the coder (numba) only where it codes
+        from .model import bundled_model_path, load_model
 
-    def tasks():
-        for item in stream.frames():
-            cancel.checkpoint()
-            if isinstance(item, DamagedFrame):
-                yield "pass", item
-                continue
-            where = f"{name}: frame {item.index}"
-            try:
-                layers, carried = layers_from_frame(header, item, where)
-            except CorruptStreamError as exc:
-                if not ignore_errors:
-                    raise
-                yield "pass", DamagedFrame(item.index, item.num_samples,
-                                           str(exc).replace(f"{where}: ", ""))
-                continue
-            yield ("decode", layers, item.num_samples, header.channels, where,
-                   {"carried": carried, "bits": header.bits_per_sample,
-                    "fill": fill, "seed": seed, "frame_index": item.index})
+        self.name = name
+        self.stream = stream = StreamReader(fp, recover=ignore_errors)
+        self.header = header = stream.header
+        net, model_id = load_model(model)
+        if model is None and header.model_id != model_id:
+            earlier = bundled_model_path(header.model_id)  # written by an earlier release
+            if earlier is not None:
+                model = earlier
+                net, model_id = load_model(model)
+        check_model(header, model_id, model, name)
+        full = layer_count(net)
+        if header.levels != net.config.levels or \
+                header.frame_length != net.config.frame_length \
+                or header.num_layers > full or (header.version >= 4 and header.num_layers != full):
+            raise CorruptStreamError(f"{name}: header disagrees with its model")
+        self.lossless = header.complete if header.version >= 4 else header.num_layers == full
+        self.info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
+                              header.bits_per_sample, header.subtype, header.source_format)
+        self._meta_warnings: list[str] = []
+        #: the stream's metadata, parsed (None: it has none)
+        self.metadata = _stream_metadata(header, name, ignore_errors, self._meta_warnings)
+        self.damaged: list[DamagedRegion] = []
+        self.warnings: list[str] = []
+        self.md5_ok: bool | None = None
+        self.done = 0  # samples (per channel) yielded
+        self._net, self._model, self._jobs = net, model, jobs
+        self._ignore_errors, self._fill, self._seed = ignore_errors, fill, seed
+        self._md5 = hashlib.md5()
 
-    def damage(index: int, n: int, reason: str) -> np.ndarray:
-        first = index * header.frame_length
-        damaged.append(DamagedRegion(index, first, first + n, reason))
-        return np.zeros((n, header.channels), np.int64)
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Each frame's PCM, in order; damaged frames as silence (``ignore_errors``)."""
+        from .parallel import frame_runner
 
-    with open_sink(info, metadata) as out, frame_runner(jobs, net, model) as runner:
-        done = 0
-        index = 0
-        for result in runner.run(tasks()):
-            n = header.frame_num_samples(index)
-            where = f"{name}: frame {index}"
-            if isinstance(result, DamagedFrame):
-                pcm = damage(index, n, result.reason)
-            elif isinstance(result, HybridCodecError):
-                if not ignore_errors:
-                    raise result
-                pcm = damage(index, n, str(result).replace(f"{where}: ", "").replace(
-                    f"{where} ", ""))
-            elif result.size and (result.min() < lo or result.max() >= hi):
-                if not ignore_errors:
-                    raise CorruptStreamError(f"{where}: decoded samples out of range")
-                pcm = damage(index, n, "decoded samples out of range")
+        header, name, stream = self.header, self.name, self.stream
+        lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
+
+        def tasks():
+            for item in stream.frames():
+                cancel.checkpoint()
+                if isinstance(item, DamagedFrame):
+                    yield "pass", item
+                    continue
+                where = f"{name}: frame {item.index}"
+                try:
+                    layers, carried = layers_from_frame(header, item, where)
+                except CorruptStreamError as exc:
+                    if not self._ignore_errors:
+                        raise
+                    yield "pass", DamagedFrame(item.index, item.num_samples,
+                                               str(exc).replace(f"{where}: ", ""))
+                    continue
+                yield ("decode", layers, item.num_samples, header.channels, where,
+                       {"carried": carried, "bits": header.bits_per_sample,
+                        "fill": self._fill, "seed": self._seed, "frame_index": item.index})
+
+        def damage(index: int, n: int, reason: str) -> np.ndarray:
+            first = index * header.frame_length
+            self.damaged.append(DamagedRegion(index, first, first + n, reason))
+            return np.zeros((n, header.channels), np.int64)
+
+        with frame_runner(self._jobs, self._net, self._model) as runner:
+            index = 0
+            for result in runner.run(tasks()):
+                n = header.frame_num_samples(index)
+                where = f"{name}: frame {index}"
+                if isinstance(result, DamagedFrame):
+                    pcm = damage(index, n, result.reason)
+                elif isinstance(result, HybridCodecError):
+                    if not self._ignore_errors:
+                        raise result
+                    pcm = damage(index, n, str(result).replace(f"{where}: ", "").replace(
+                        f"{where} ", ""))
+                elif result.size and (result.min() < lo or result.max() >= hi):
+                    if not self._ignore_errors:
+                        raise CorruptStreamError(f"{where}: decoded samples out of range")
+                    pcm = damage(index, n, "decoded samples out of range")
+                else:
+                    pcm = result
+                self._md5.update(pcm_bytes(pcm, header.bits_per_sample))
+                self.done += n
+                index += 1
+                yield pcm.astype(np.int32)
+        self.warnings = list(stream.problems) + self._meta_warnings
+
+    def finish(self) -> None:
+        """After the last block: compare the MD5 (lossless streams), set :attr:`md5_ok`."""
+        footer = self.stream.footer
+        if footer is None or not self.lossless:
+            self.md5_ok = None  # a lower tier cannot reproduce the original PCM
+            return
+        self.md5_ok = self._md5.digest() == footer.md5
+        if not self.md5_ok:
+            if not self._ignore_errors:
+                raise CorruptStreamError(f"{self.name}: MD5 mismatch, decoded audio is wrong")
+            if self.damaged:
+                n = len(self.damaged)
+                self.warnings.append(f"MD5 mismatch, as expected with {n} damaged "
+                                     f"frame{'s' if n != 1 else ''}")
             else:
-                pcm = result
-            md5.update(pcm_bytes(pcm, header.bits_per_sample))
+                self.warnings.append("MD5 mismatch, decoded audio is wrong")
+
+
+def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
+                   ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
+                   seed: int = 0) -> _DecodeResult:
+    """Decode a stream frame by frame, handing PCM blocks to
+    ``open_sink(info, metadata)``'s writer (``metadata``: the stream's, parsed, or None;
+    see :class:`_StreamDecoder`)."""
+    decoder = _StreamDecoder(fp, name, model=model, ignore_errors=ignore_errors, jobs=jobs,
+                             fill=fill, seed=seed)
+    header = decoder.header
+    with open_sink(decoder.info, decoder.metadata) as out, \
+            contextlib.closing(decoder.blocks()) as blocks:
+        for pcm in blocks:
             if out is not None:
-                out.write(pcm.astype(np.int32))
-            done += n
-            index += 1
+                out.write(pcm)
             if progress:
-                progress(done, header.num_samples)
-        warnings = list(stream.problems) + meta_warnings
-        if stream.missing_from is not None and out is not None:
+                progress(decoder.done, header.num_samples)
+        warnings = decoder.warnings
+        if decoder.stream.missing_from is not None and out is not None:
             # the output ends early; a WAV on a pipe keeps the longer length it declared
             if hasattr(out, "allow_short"):
                 out.allow_short = True
                 warnings.append(f"the WAV header written to {display_name(out.path)} declares "
-                                f"{header.num_samples} samples, {done} were written")
-        if stream.footer is None or not lossless:
-            md5_ok = None  # a lower tier cannot reproduce the original PCM
-        else:
-            md5_ok = md5.digest() == stream.footer.md5
-            if not md5_ok:
-                if not ignore_errors:
-                    raise CorruptStreamError(f"{name}: MD5 mismatch, decoded audio is wrong")
-                if damaged:
-                    warnings.append(f"MD5 mismatch, as expected with {len(damaged)} damaged "
-                                    f"frame{'s' if len(damaged) != 1 else ''}")
-                else:
-                    warnings.append("MD5 mismatch, decoded audio is wrong")
+                                f"{header.num_samples} samples, {decoder.done} were written")
+        decoder.finish()
     notes = list(getattr(out, "notes", None) or [])
-    return _DecodeResult(header, damaged, warnings, md5_ok, stream.bytes_read, notes)
+    return _DecodeResult(header, decoder.damaged, decoder.warnings, decoder.md5_ok,
+                         decoder.stream.bytes_read, notes)
 
 
 @single_threaded
@@ -550,13 +634,13 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     with _open_stream(src) as fp:
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
-            open_sink=sink, fill=_check_fill(fill), seed=seed)
+            open_sink=sink, fill=_check_fill(fill), seed=_check_seed(seed))
     h = result.header
     input_bytes = _size(src) if not is_file_object(src) else result.bytes_read
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
                         time.perf_counter() - start, result.damaged, result.warnings,
-                        result.md5_ok, result.notes)
+                        result.md5_ok, result.notes, h.bits_per_sample)
 
 
 @single_threaded
@@ -637,14 +721,15 @@ def describe_stream(src: str | os.PathLike) -> str:
     groups = layer_groups(h)
     order = layer_order(h.levels, groups)
     names = [layer_name(*order[layer_id], h.levels, groups) for layer_id in range(carried)]
-    width = max([len(n) for n in names] + [len("container overhead")])
-    for layer_id, layer in enumerate(names):
+    overhead = "container overhead"
+    width = max([len(overhead), *map(len, names)])  # one column for every row
+    for layer_id, name in enumerate(names):
         nbytes = layout.layer_bytes.get(layer_id, 0)
-        lines.append(f"    {layer_id:2d}  {layer:{width}s} {nbytes:10d} bytes "
+        lines.append(f"    {layer_id:2d}  {name:<{width}s} {nbytes:10d} bytes "
                      f"({100 * nbytes / max(layout.total_bytes, 1):5.1f} %)")
     if layout.metadata_bytes:
-        lines.append(f"    --  {'metadata chunk':{width}s} {layout.metadata_bytes:10d} bytes")
-    lines.append(f"    --  {'container overhead':{width}s} "
+        lines.append(f"    --  {'metadata chunk':<{width}s} {layout.metadata_bytes:10d} bytes")
+    lines.append(f"    --  {overhead:<{width}s} "
                  f"{layout.overhead_bytes - layout.metadata_bytes:10d} bytes")
     return "\n".join(lines)
 

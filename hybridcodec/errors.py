@@ -50,6 +50,12 @@ class ModelMismatchError(ModelError):
     """The stream names a model id different from the model given for decoding."""
 
 
+class OutputWriteError(HybridCodecError):
+    """An output that could not be written: disk full, I/O error, read-only file system.
+
+    The message is ``cannot write <file>: <reason>``; the partial output is removed."""
+
+
 class InputFileError(HybridCodecError):
     """An input path that cannot be opened at all (missing, a directory, no permission)."""
 

@@ -45,6 +45,8 @@ DEFAULT_MODEL_NAME = "default.hcm"
 MAX_MODEL_FILE_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 256 << 20
 MAX_TABLE_ENTRIES = 1 << 22
+#: the arrays of :func:`~hybridcodec.entropy.build_tables`, as a model file stores them
+TABLE_KEYS = ("table_shift", "table_halfwidth", "table_offset", "table_freq")
 
 
 @dataclass
@@ -153,7 +155,21 @@ class HybridModel:
         # Mean of d_l from s_l: same geometry as a predict step (odd from even positions).
         self.means = [IntConv(c.mean_taps, c.mean_taps // 2 - 1, c.mean_hidden)
                       for _ in range(c.levels)]
-        self.table_arrays = build_tables(TableSpec(**_tuple_fields(c.tables)))
+        self._table_arrays: dict[str, np.ndarray] | None = None
+        self._coding_state = None
+
+    @property
+    def table_arrays(self) -> dict[str, np.ndarray]:
+        """The scale-class tables (``table_shift``, ``table_halfwidth``, ``table_offset``,
+        ``table_freq``); built from the config's spec only when a model file did not
+        bring them: a loaded model would build them (20 ms) just to replace them."""
+        if self._table_arrays is None:
+            self._table_arrays = build_tables(TableSpec(**_tuple_fields(self.config.tables)))
+        return self._table_arrays
+
+    @table_arrays.setter
+    def table_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._table_arrays = arrays
         self._coding_state = None
 
     # -- coding-side helpers -------------------------------------------------------
@@ -256,7 +272,7 @@ class HybridModel:
             net.set_arrays({k[len(prefix) + 1:]: v for k, v in arrays.items()
                             if k.startswith(prefix + ".")})
         tables = {}
-        for key in self.table_arrays:
+        for key in TABLE_KEYS:
             a = np.asarray(arrays[key])
             if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
                 raise ValueError(f"table {key} must be a 1-D integer array")

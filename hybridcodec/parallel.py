@@ -14,12 +14,9 @@ by the parent alone, which cancels what is queued and shuts the pool down.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -54,7 +51,10 @@ def _init_worker(model: str | None) -> None:
     global _NET
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() just ends the worker
+    from .jit import command_line_process
     from .model import load_model
+
+    command_line_process()  # a worker runs the codec's numba code only
 
     if _INHERITED is not None:
         _NET = _INHERITED  # forked: the parent's model, kernels already loaded
@@ -127,6 +127,8 @@ class InProcess:
 
 
 def _context():
+    import multiprocessing  # here, not at the top: --jobs 1 never pays for it
+
     # Not fork: a long-lived parent (a notebook, a test run) may already have OpenMP or
     # numba worker threads, and a child forked while one holds a lock can hang forever
     # (seen in the test suite). forkserver forks workers from a clean, thread-free
@@ -147,6 +149,8 @@ class FramePool:
         global _INHERITED
         self.jobs = jobs
         self.max_in_flight = 2 * jobs
+        from concurrent.futures import ProcessPoolExecutor
+
         model_arg = None if model is None else os.fspath(model)
         context = _context()
         if net is not None and context.get_start_method() == "fork":
@@ -188,6 +192,8 @@ class FramePool:
 
     def run(self, tasks: Iterable[tuple]) -> Iterator[Any]:
         """Results of ``tasks`` (see :func:`run_task`), in order, at most 2N in flight."""
+        from concurrent.futures.process import BrokenProcessPool
+
         pending: deque = deque()
         try:
             for task in tasks:

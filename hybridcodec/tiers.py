@@ -20,7 +20,7 @@ GROUP_DB = 6.0  # noise reduction per precision group (one bit-plane)
 OCTAVE_WEIGHT_DB = (20.0, 11.0, 5.0, 2.0, 0.0)
 
 # Tier name -> layers kept (a prefix of layer_order for the default 4 levels x 4 groups).
-# Typical size on CD-quality stereo music (corpus/music, measured by `hybridcodec ladder`,
+# Typical size on CD-quality stereo music (corpus/music, measured by `evaluation.ladder`,
 # see README): high ~30 % of PCM, medium ~15 %, low ~7 %, tiny ~4 % (1/24).
 TIERS = {
     "lossless": None,

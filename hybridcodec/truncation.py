@@ -47,6 +47,7 @@ class TruncateReport:
     num_samples: int
     sample_rate: int
     channels: int
+    bits_per_sample: int = 0  # with the above: the raw PCM size the CLI's "% of PCM" uses
 
 
 def _check_request(tier: str | None, kbps: float | None) -> None:
@@ -212,7 +213,7 @@ def _truncate_v4(src, dst, tier, kbps, overwrite) -> TruncateReport:
                 writer.write_frame(truncate_frame(h, frame, drop))
             writer.finish(stream.footer.md5)
     return TruncateReport(header.tier, keep, os.path.getsize(src), os.path.getsize(dst),
-                          h.num_samples, h.sample_rate, h.channels)
+                          h.num_samples, h.sample_rate, h.channels, h.bits_per_sample)
 
 
 def _truncate_legacy(src, dst, tier, kbps, overwrite) -> TruncateReport:
@@ -230,4 +231,4 @@ def _truncate_legacy(src, dst, tier, kbps, overwrite) -> TruncateReport:
                                      tuple((k, p) for k, p in frame.layers if k < keep)))
         writer.finish(stream.footer.md5)
     return TruncateReport(label, keep, os.path.getsize(src), os.path.getsize(dst),
-                          h.num_samples, h.sample_rate, h.channels)
+                          h.num_samples, h.sample_rate, h.channels, h.bits_per_sample)

@@ -1,22 +1,29 @@
-"""The ladder report (hybridcodec.ladder and ``hybridcodec ladder``).
+"""The ladder report (evaluation.ladder and ``python -m evaluation.ladder``).
 
 Metric helpers on synthetic signals with known answers; the report itself on a 2 s
 corpus excerpt (reference codecs off, and once with Opus/MP3 when the tools exist, once
-with them made missing); the command line's files, errors and exit codes.
+with them made missing); the command line's files, errors and exit codes; and that it is
+a tool outside the codec (the ``hybridcodec`` package neither imports it nor offers it
+as a verb).
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from hybridcodec import cli, ladder
+from evaluation import ladder
+from hybridcodec import cli
 from hybridcodec.tiers import TIERS
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
@@ -206,9 +213,45 @@ def test_visqol_scores_order_the_tiers(tmp_path):
 
 
 def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    """``python -m evaluation.ladder ARGV...``, in process."""
+    assert argv[0] == "ladder"
+    code = ladder.main([str(a) for a in argv[1:]])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_python_dash_m_from_the_repository_root(repo_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "evaluation.ladder", "--help"], cwd=repo_dir,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--no-reference-codecs" in proc.stdout and "--out DIR" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "evaluation.ladder",
+                           str(tmp_path / "missing.flac"), "--out", str(tmp_path / "o")],
+                          cwd=repo_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stderr.splitlines() == [f"ladder: {tmp_path / 'missing.flac'}: cannot open: "
+                                        "no such file"]
+
+
+def test_ladder_is_not_a_hybridcodec_verb(capsys):
+    assert cli.main(["ladder", "x.flac", "--out", "d"]) == 2
+    assert "invalid choice: 'ladder'" in capsys.readouterr().err
+
+
+def test_the_codec_does_not_import_evaluation(repo_dir):
+    """Evaluation is a tool, not the codec: no module of the package imports it."""
+    for path in sorted((repo_dir / "hybridcodec").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n == "evaluation" or n.startswith("evaluation.") for n in names), \
+                f"{path.relative_to(repo_dir)} imports {names}"
+    assert not (repo_dir / "hybridcodec" / "ladder.py").exists()
 
 
 @needs_corpus

@@ -1,5 +1,11 @@
 """The ladder report: one file, every quality tier, against Opus and MP3 at matched rates.
 
+A development tool, not part of the codec (the ``hybridcodec`` package never imports
+it); run it from the repository root::
+
+    python -m evaluation.ladder FILE --out DIR [--tiers NAME...] [--seconds N]
+        [--no-reference-codecs] [--no-visqol] [--fill MODE] [--seed N] [--model PATH] [-f] [-q]
+
 :func:`run_ladder` encodes a file once (lossless), truncates the stream to every tier
 (:mod:`hybridcodec.truncation`), decodes each tier, and measures it against the source:
 
@@ -26,25 +32,28 @@ resampled), and measured on exactly the same sample range as the tiers: samples
 It writes ``ladder.md`` (a markdown table and notes), ``ladder.csv``, and, with
 matplotlib, ``rate_quality.png`` (SNR / mel distance / ViSQOL against kbit/s) and
 ``spectrograms.png`` (the source against two tiers, and Opus at the lower tier's rate).
-Library code: no training-stack import; matplotlib and visqol are optional.
+No training-stack import; matplotlib and visqol are optional.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import math
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import InputFileError, UsageError
-from .tiers import TIERS
+from hybridcodec.errors import HybridCodecError, InputFileError, UsageError
+from hybridcodec.tiers import TIERS
 
 #: What ``run_ladder`` writes into its output folder.
 OUTPUT_FILES = ("ladder.md", "ladder.csv", "rate_quality.png", "spectrograms.png")
@@ -378,9 +387,9 @@ def run_ladder(src: str | os.PathLike, outdir: str | os.PathLike, *,
     ``fill`` / ``seed``: how lower tiers are decoded (see :func:`hybridcodec.decode`).
     Returns the :class:`LadderReport`; ``report.written`` lists the files written.
     """
-    from . import codec
-    from .container import read_stream_layout
-    from .truncation import truncate_file
+    from hybridcodec import codec
+    from hybridcodec.container import read_stream_layout
+    from hybridcodec.truncation import truncate_file
 
     src = os.fspath(src)
     outdir = os.fspath(outdir)
@@ -634,7 +643,7 @@ def _csv_num(v: float | None) -> str:
 
 
 def _atomic_text(path: str, text: str) -> None:
-    from .atomic import atomic_output
+    from hybridcodec.atomic import atomic_output
 
     with atomic_output(path, overwrite=True) as fp:
         fp.write(text.encode("utf-8"))
@@ -647,7 +656,7 @@ def _write_csv(report: LadderReport, path: str) -> None:
 def _save(fig, path: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from .atomic import atomic_output
+    from hybridcodec.atomic import atomic_output
 
     FigureCanvasAgg(fig)
     with atomic_output(path, overwrite=True) as fp:
@@ -733,3 +742,153 @@ def _plot_spectrograms(report: LadderReport, decoded: dict[str, np.ndarray], pat
         fig.colorbar(im, ax=ax, label="dB")
     fig.tight_layout()
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- command line
+
+PROG = "ladder"  # the prefix of its messages
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _tiers_arg(text: str) -> list[str]:
+    names = [t for t in text.split(",") if t]
+    for name in names:
+        if name not in TIERS:
+            raise argparse.ArgumentTypeError(
+                f"unknown tier {name!r} (choose from {', '.join(TIERS)})")
+    return names
+
+
+def _seed_arg(text: str) -> int:
+    from hybridcodec.cli import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be 0..2**64-1, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as ``ladder: ...`` lines (exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(UsageError.exit_code, f"{PROG}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m evaluation.ladder`` (those of the former
+    ``hybridcodec ladder`` verb)."""
+    from hybridcodec.cli import FILL_CHOICES
+
+    p = _Parser(
+        prog="python -m evaluation.ladder",
+        description="encode FILE once (lossless), truncate it to every tier, decode each "
+        "and measure it (SNR, log-spectral and mel distance, ViSQOL when visqol-python is "
+        "installed), with Opus and MP3 at the same bit rates where opusenc/opusdec and "
+        "lame exist; write ladder.md, ladder.csv, rate_quality.png and spectrograms.png "
+        "into DIR",
+        usage="%(prog)s FILE --out DIR [--tiers NAME...] [--seconds N] "
+        "[--no-reference-codecs] [--no-visqol] [--fill MODE] [--seed N] [--model PATH] "
+        "[-f] [-q]",
+        epilog="exit codes: 0 ok, 1 error, 2 usage (or an existing report without -f), "
+        "3 unreadable audio, 5 model problem, 70 internal error, 130 interrupted.",
+    )
+    p.add_argument("inputs", nargs=1, metavar="FILE", help="audio file (WAV, FLAC, AIFF)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for the report (created if missing)")
+    p.add_argument("--tiers", nargs="+", type=_tiers_arg, metavar="NAME",
+                   help=f"tiers to measure, space or comma separated (default: all: "
+                   f"{', '.join(TIERS)})")
+    p.add_argument("--seconds", type=_seconds_arg, metavar="N",
+                   help="measure only the first N seconds of FILE")
+    p.add_argument("--no-reference-codecs", action="store_true",
+                   help="do not run Opus and MP3")
+    p.add_argument("--no-visqol", action="store_true",
+                   help="do not compute ViSQOL even when visqol-python is installed (faster)")
+    p.add_argument("--fill", choices=FILL_CHOICES, default="sample",
+                   help="how lower tiers are decoded (default sample)")
+    p.add_argument("--seed", type=_seed_arg, metavar="N", default=0,
+                   help="seed for --fill sample (default 0)")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="overwrite an existing report in DIR")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
+    return p
+
+
+def _message(src: str, text: str) -> str:
+    text = " ".join(str(text).split())
+    return f"{PROG}: {text}" if text.startswith(f"{src}:") else f"{PROG}: {src}: {text}"
+
+
+def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
+    """Run the ladder report from the command line; returns the exit status.
+
+    The table goes to stdout, progress to stderr (``-q``: neither); every error is one
+    ``ladder: ...`` line with the codec's exit codes (2 usage, 3 unreadable audio, ...).
+    """
+    from hybridcodec import cancel
+
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        args = build_parser().parse_intermixed_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else UsageError.exit_code
+    src = args.inputs[0]
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(f"{PROG}: {text}", file=err, flush=True)
+
+    # As in the hybridcodec CLI: an interrupt stops the codec between two frames, then
+    # every temporary file is removed on the way out.
+    previous = signal.signal(signal.SIGINT,
+                             lambda signum, frame: cancel.interrupt(KeyboardInterrupt()))
+    try:
+        if src == "-":
+            raise UsageError("the ladder needs an audio file (standard input - cannot be used)")
+        report = run_ladder(
+            src, args.out, seconds=args.seconds,
+            tiers=[t for group in args.tiers for t in group] if args.tiers else None,
+            reference_codecs=not args.no_reference_codecs,
+            visqol=False if args.no_visqol else None, model=args.model, fill=args.fill,
+            seed=args.seed, overwrite=args.force, log=log)
+        if not args.quiet:
+            print(markdown(report), file=out, end="", flush=True)
+            print(f"wrote {', '.join(report.written)}", file=out, flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=err, flush=True)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except HybridCodecError as exc:
+        print(_message(src, str(exc) or "error"), file=err, flush=True)
+        return exc.exit_code
+    except OSError as exc:
+        print(_message(src, exc.strerror or str(exc)), file=err, flush=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
+        print(_message(src, f"internal error: {exc} (please report)"), file=err, flush=True)
+        return 70
+    finally:
+        cancel.reset()
+        signal.signal(signal.SIGINT, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
