@@ -431,7 +431,7 @@ def run_ladder(src: str | os.PathLike, outdir: str | os.PathLike, *,
             path = full if name == "lossless" else os.path.join(tmp, f"{name}.hyb")
             if name != "lossless":
                 truncate_file(full, path, tier=name)
-            layers = read_stream_layout(path).header.num_layers
+            layers = read_stream_layout(path).layers_carried
             out = os.path.join(tmp, f"{name}.wav")
             codec.decode_file(path, out, model=model, fill=fill, seed=seed)
             deg, drate = _read_float(out)

@@ -21,12 +21,13 @@ import numpy as np
 from . import cancel
 from .atomic import atomic_output
 from .audio_io import AudioInfo, display_name, is_file_object, open_audio, open_audio_writer
-from .container import (DamagedFrame, Frame, StreamFooter, StreamHeader, StreamReader,
-                        read_stream_layout, write_footer, write_frame, write_header)
-from .errors import (CorruptStreamError, HybridCodecError, InputFileError,
+from .container import (DamagedFrame, StreamHeader, StreamReader, StreamWriter,
+                        read_stream_layout, write_compact)
+from .errors import (CorruptStreamError, HybridCodecError, InputFileError, ModelError,
                      ModelMismatchError, UnsupportedAudioError, UsageError)
+from .layer_units import frame_from_layers, layer_groups, layers_from_frame
 from .tiers import layer_name, layer_order
-from .truncation import GROUPS_KEY, truncate_file
+from .truncation import truncate_file
 
 Progress = Callable[[int, int], None]
 
@@ -308,14 +309,21 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
             captured = reader.metadata if metadata else None
             if metadata:
                 notes += reader.metadata_notes
+            if cfg.frame_length & (cfg.frame_length - 1):
+                raise ModelError(f"model {model_id}: frame_length {cfg.frame_length} is not a "
+                                 f"power of two, which stream format 4 needs")
+            # one truncation segment per frame: the layered payload is cut by whole layers
             header = StreamHeader(
                 sample_rate=info.sample_rate, channels=info.channels,
                 bits_per_sample=info.bits_per_sample, subtype=info.subtype,
                 source_format=info.source_format, num_samples=info.num_samples,
                 frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
-                num_layers=layer_count(net),
-                extra={GROUPS_KEY: layer_count(net) // (cfg.levels + 1)},
+                num_layers=layer_count(net), groups=layer_count(net) // (cfg.levels + 1),
+                segment_length=cfg.frame_length,
                 metadata=captured.to_bytes() if captured is not None else None)
+            # A one-frame stream without metadata is written compact, in one piece at the
+            # end (its MD5 comes first): the one frame is all that is held back.
+            compact = header.num_frames == 1 and header.metadata is None
             md5 = hashlib.md5()
             # FLAC's MD5 is of the PCM at STREAMINFO's depth, which libsndfile may have
             # widened (12 and 20 bits): then it needs its own hash of the samples
@@ -339,11 +347,16 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
 
             target = _Counting(dst) if is_file_object(dst) else dst
             with _Output(target, overwrite) as fp, frame_runner(jobs, net, model) as runner:
-                write_header(fp, header)
+                writer = None if compact else StreamWriter(fp, header)
+                held = None
                 written = 0
                 for index, layers in enumerate(runner.run(tasks())):
                     n = header.frame_num_samples(index)
-                    write_frame(fp, Frame(index, n, tuple(layers)))
+                    frame = frame_from_layers(header, index, n, layers)
+                    if writer is None:
+                        held = frame
+                    else:
+                        writer.write_frame(frame)
                     written += n
                     if progress:
                         progress(written, info.num_samples)
@@ -351,8 +364,10 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                 problem = reader.md5_problem(md5.digest(), flac_md5)
                 if problem:
                     _inconsistent(name, problem, strict, notes, "encoded the audio as decoded")
-                write_footer(fp, StreamFooter(header.num_frames, info.num_samples,
-                                              md5.digest()))
+                if writer is None:
+                    write_compact(fp, header, held, md5.digest())
+                else:
+                    writer.finish(md5.digest())
     finally:
         if spool is not None:
             spool.close()
@@ -464,11 +479,12 @@ class _StreamDecoder:
                 model = earlier
                 net, model_id = load_model(model)
         check_model(header, model_id, model, name)
+        full = layer_count(net)
         if header.levels != net.config.levels or \
                 header.frame_length != net.config.frame_length \
-                or header.num_layers > layer_count(net):
+                or header.num_layers > full or (header.version >= 4 and header.num_layers != full):
             raise CorruptStreamError(f"{name}: header disagrees with its model")
-        self.lossless = header.num_layers == layer_count(net)
+        self.lossless = header.complete if header.version >= 4 else header.num_layers == full
         self.info = AudioInfo(header.sample_rate, header.channels, header.num_samples,
                               header.bits_per_sample, header.subtype, header.source_format)
         self._meta_warnings: list[str] = []
@@ -494,12 +510,19 @@ class _StreamDecoder:
                 cancel.checkpoint()
                 if isinstance(item, DamagedFrame):
                     yield "pass", item
-                else:
-                    yield ("decode", dict(item.layers), item.num_samples, header.channels,
-                           f"{name}: frame {item.index}",
-                           {"carried": header.num_layers, "bits": header.bits_per_sample,
-                            "fill": self._fill, "seed": self._seed,
-                            "frame_index": item.index})
+                    continue
+                where = f"{name}: frame {item.index}"
+                try:
+                    layers, carried = layers_from_frame(header, item, where)
+                except CorruptStreamError as exc:
+                    if not self._ignore_errors:
+                        raise
+                    yield "pass", DamagedFrame(item.index, item.num_samples,
+                                               str(exc).replace(f"{where}: ", ""))
+                    continue
+                yield ("decode", layers, item.num_samples, header.channels, where,
+                       {"carried": carried, "bits": header.bits_per_sample,
+                        "fill": self._fill, "seed": self._seed, "frame_index": item.index})
 
         def damage(index: int, n: int, reason: str) -> np.ndarray:
             first = index * header.frame_length
@@ -638,7 +661,7 @@ def verify_file(src: str | os.PathLike | BinaryIO, *, model: str | None = None,
     h = result.header
     return VerifyReport(name, h.num_samples, h.sample_rate, h.channels, h.num_frames,
                         result.bytes_read, time.perf_counter() - start, result.damaged,
-                        result.warnings, result.md5_ok, lower_tier=h.tier != "lossless")
+                        result.warnings, result.md5_ok, lower_tier=not h.complete)
 
 
 def describe_stream(src: str | os.PathLike) -> str:
@@ -649,13 +672,35 @@ def describe_stream(src: str | os.PathLike) -> str:
     h = layout.header
     seconds = h.num_samples / h.sample_rate
     pcm = h.num_samples * h.channels * (-(-h.bits_per_sample // 8))
+    v4 = h.version >= 4
+    carried = layout.layers_carried if v4 else h.num_layers
+    if layout.compact:
+        chunks = "compact (the whole stream in one chunk)"
+    else:
+        chunks = (f"header, {'metadata, ' if layout.metadata_bytes else ''}"
+                  f"{layout.num_frames} frame chunk{'s' if layout.num_frames != 1 else ''}, "
+                  f"{'index, ' if layout.index_bytes else ''}end chunk")
     lines = [
         f"{os.fspath(src)}:",
         f"  format      hybridcodec stream, tier {h.tier}",
+        f"  container   format {h.version}, {chunks}",
         f"  audio       {h.sample_rate} Hz, {h.channels} ch, {h.bits_per_sample}-bit "
         f"({h.subtype}, from {h.source_format}), {h.num_samples} samples, {seconds:.2f} s",
-        f"  model       {h.model_id}, {h.levels} levels, {h.num_layers} layers carried",
+        f"  model       {h.model_id}, {h.levels} levels, {carried} layers carried",
         f"  frames      {layout.num_frames} x {h.frame_length} samples",
+    ]
+    if v4:
+        per_frame = h.frame_length // h.segment_length
+        kinds = [f"{n} {what}" for n, what in ((layout.cuttable_units, "cuttable"),
+                                               (layout.truncated_units, "truncated"),
+                                               (layout.multi_layer_units, "multi-layer")) if n]
+        lines.append(
+            f"  units       {layout.units}"
+            + (f" ({layout.units / layout.num_frames:.1f} per frame)" if layout.num_frames
+               else "")
+            + (f": {', '.join(kinds)}" if kinds else "")
+            + f"; segments of {h.segment_length} samples, {per_frame} per frame")
+    lines += [
         f"  md5         {layout.footer.md5.hex()}",
         f"  size        {layout.total_bytes} bytes"
         + (f", {100 * layout.total_bytes / pcm:.1f} % of PCM, "
@@ -671,10 +716,11 @@ def describe_stream(src: str | os.PathLike) -> str:
         first, *rest = describe_metadata(meta)
         lines.append(f"  metadata    {first}")
         lines += [f"    {line}" for line in rest]
-    lines.append("  layers:")
-    groups = int(h.extra.get(GROUPS_KEY, 1))
+    lines.append("  layers:" + ("  (a unit of several layers counts under its first)"
+                                if layout.multi_layer_units else ""))
+    groups = layer_groups(h)
     order = layer_order(h.levels, groups)
-    names = [layer_name(*order[layer_id], h.levels, groups) for layer_id in range(h.num_layers)]
+    names = [layer_name(*order[layer_id], h.levels, groups) for layer_id in range(carried)]
     overhead = "container overhead"
     width = max([len(overhead), *map(len, names)])  # one column for every row
     for layer_id, name in enumerate(names):

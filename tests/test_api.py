@@ -17,8 +17,7 @@ from nonseekable import NoSeek
 
 import hybridcodec
 from hybridcodec import api
-from hybridcodec.container import (StreamFooter, StreamReader, write_footer, write_frame,
-                                   write_header)
+from hybridcodec.container import StreamReader, StreamWriter
 from hybridcodec.errors import (CorruptStreamError, HybridCodecError, InputFileError,
                                 ModelMismatchError, TruncatedStreamError,
                                 UnsupportedAudioError, UsageError)
@@ -155,11 +154,10 @@ def test_blocks_come_before_the_rest_is_decoded(small_model):
     pcm = audio(4 * FRAME, 1).astype(np.int16)
     data = bytearray(hybridcodec.encode_array(pcm, 44100, model=small_model))
     reader = StreamReader(io.BytesIO(bytes(data)))
-    head = io.BytesIO()  # the header and the first two frames: where frame 2 starts
-    write_header(head, reader.header)
-    for frame in list(reader.frames())[:2]:
-        write_frame(head, frame)
-    data[len(head.getvalue()) + 40] ^= 0xFF
+    frames = reader.frames()
+    next(frames), next(frames)
+    frame_2 = reader.bytes_read  # the header and the first two frames: where frame 2 starts
+    data[frame_2 + 40] ^= 0xFF
     with hybridcodec.open_stream(bytes(data), model=small_model) as s:
         blocks = s.blocks()
         assert np.array_equal(next(blocks), pcm[:FRAME])
@@ -173,10 +171,10 @@ def _with_footer_md5(data: bytes, md5: bytes) -> bytes:
     reader = StreamReader(io.BytesIO(data))
     frames = list(reader.frames())
     out = io.BytesIO()
-    write_header(out, reader.header)
+    writer = StreamWriter(out, reader.header)
     for f in frames:
-        write_frame(out, f)
-    write_footer(out, StreamFooter(reader.footer.num_frames, reader.footer.num_samples, md5))
+        writer.write_frame(f)
+    writer.finish(md5)
     return out.getvalue()
 
 

@@ -22,7 +22,7 @@ import soundfile as sf
 
 import hybridcodec
 from hybridcodec.channels import block_wasted_bits, shift_blocks
-from hybridcodec.container import FORMAT_VERSION, StreamReader
+from hybridcodec.container import FORMAT_VERSION, StreamReader, read_stream_layout
 from hybridcodec.errors import CorruptStreamError
 from hybridcodec.framecodec import analyse_frame, coarse_features, decode_frame, encode_frame
 from hybridcodec.truncation import truncate_file
@@ -87,10 +87,32 @@ def test_truncated_v1_stream_stays_version_1(tmp_path):
     assert sf.info(out).frames == sf.info(V1_SOURCE).frames
 
 
-def test_new_streams_are_version_3(tmp_path):
+def test_new_streams_are_version_4(tmp_path):
     dst = tmp_path / "new.hyb"
     hybridcodec.encode(V1_SOURCE, dst)
-    assert _version(dst) == FORMAT_VERSION == 3
+    assert _version(dst) == FORMAT_VERSION == 4
+
+
+@pytest.mark.parametrize("name", ["v2-cellar-01.hyb", "v3-cellar-01.hyb", "v3-tagged.hyb"])
+def test_older_streams_truncate_in_their_own_version(tmp_path, name):
+    """A truncation keeps a version 2 or 3 stream's layout (JSON header, per-layer CRCs),
+    metadata chunk included, and gives what the old encoder's truncation gave: the
+    layers of the tier, byte for byte."""
+    src = FIXTURES / "golden" / name
+    low = tmp_path / "low.hyb"
+    truncate_file(src, low, tier="low")
+    with open(src, "rb") as fp:
+        old = StreamReader(fp)
+        old_frames = list(old.frames())
+    with open(low, "rb") as fp:
+        new = StreamReader(fp)
+        frames = list(new.frames())
+    assert new.header.version == old.header.version < 4
+    assert new.header.metadata == old.header.metadata
+    assert new.header.num_layers == 3 and new.header.tier == "low"
+    assert [f.layers for f in frames] == [tuple((k, p) for k, p in f.layers if k < 3)
+                                          for f in old_frames]
+    assert new.footer.md5 == old.footer.md5
 
 
 def test_v2_stream_decodes_and_truncates_as_version_2(tmp_path):
@@ -202,3 +224,17 @@ def test_new_config_keys_change_the_id():
         cfg = ModelConfig(**{key: value})
         ids.add(model_id_of(HybridModel(cfg)))
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize("path", [V1_STREAM, FIXTURES / "golden" / "v2-piano.hyb",
+                                  FIXTURES / "golden" / "v3-tagged.hyb",
+                                  FIXTURES / "golden" / "v4-tagged.hyb",
+                                  FIXTURES / "golden" / "v4-synthetic.hyb",
+                                  FIXTURES / "golden" / "v4-compact.hyb"],
+                         ids=lambda p: p.name)
+def test_layout_of_every_version_adds_up(path):
+    layout = read_stream_layout(path)
+    assert layout.header_bytes + layout.framing_bytes + layout.payload_bytes \
+        == layout.total_bytes == path.stat().st_size
+    assert layout.layers_carried == 20 and layout.num_frames == layout.header.num_frames
+    assert hybridcodec.describe_stream(path).count("\n") > 20

@@ -9,7 +9,7 @@ every earlier version keep decoding exactly.
 
 Any change that alters a stream (a constant of the cascade, the tables, the layer order,
 the fill's random draws, ...) fails here. Such a change is a format change: bump
-``FORMAT_VERSION`` in ``hybridcodec/container.py``, then regenerate on purpose::
+``FORMAT_VERSION`` in ``hybridcodec/format/common.py``, then regenerate on purpose::
 
     HYBRIDCODEC_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py
 
@@ -83,6 +83,13 @@ def _tagged(path: Path) -> None:
                             (b"bext", bext), (b"data", data), (b"id3 ", b"ID3\x04" + bytes(6))]))
 
 
+def _bare_speech(path: Path) -> None:
+    """The speech8k clip's PCM as a plain WAV: no metadata, one frame, so the stream is
+    compact (format 4: the whole stream in one chunk)."""
+    pcm, rate = sf.read(GOLDEN / "speech8k.flac", dtype="int16")
+    sf.write(path, pcm, rate, subtype="PCM_16", format="WAV")
+
+
 # name -> source file (in tests/fixtures) or a generator writing it into a temp folder
 CASES = {
     "cellar-01": FIXTURES / "v1-cellar-01.flac",  # 0.9 s CD stereo (stereo modes)
@@ -92,6 +99,7 @@ CASES = {
     "speech8k": GOLDEN / "speech8k.flac",  # a whole 0.3 s speech8k clip
     "synthetic": _synthetic,  # two frames, silence, wasted bits, clipping
     "tagged": _tagged,  # metadata chunk: WAVEX fmt (mask 0x60F), LIST/INFO, bext, id3
+    "compact": _bare_speech,  # one frame, no metadata: a compact stream
 }
 LOWER_TIERS = [t for t in TIERS if t != "lossless"]
 
@@ -153,7 +161,7 @@ def _regenerate(tmp: Path) -> None:
         if committed.exists() and committed.read_bytes() != data:
             raise AssertionError(
                 f"{committed.name}: the encoder now writes different bytes for format "
-                f"version {FORMAT_VERSION}. Bump FORMAT_VERSION (container.py) and keep "
+                f"version {FORMAT_VERSION}. Bump FORMAT_VERSION (format/common.py) and keep "
                 f"this stream as the fixture of version {FORMAT_VERSION}.")
         committed.write_bytes(data)
     streams = {}
@@ -226,6 +234,19 @@ def test_committed_stream_decodes_as_pinned(path, expected, tmp_path):
 def test_committed_streams_cover_every_version(expected):
     versions = {v["version"] for v in expected["streams"].values()}
     assert versions == set(range(1, FORMAT_VERSION + 1))
+
+
+def test_committed_streams_cover_both_layouts_of_this_version():
+    """Format 4 has two layouts: normal (with and without metadata and index) and
+    compact; each is pinned."""
+    seen = set()
+    for name in CASES:
+        with open(GOLDEN / f"v{FORMAT_VERSION}-{name}.hyb", "rb") as fp:
+            reader = StreamReader(fp)
+            seen.add((reader.compact, reader.has_index, reader.header.metadata is not None))
+    assert (True, False, False) in seen  # compact
+    assert (False, True, False) in seen  # several frames, an index
+    assert (False, False, True) in seen  # one frame with metadata
 
 
 def test_pcm_hash_sees_one_sample(tmp_path):

@@ -23,8 +23,8 @@ import soundfile as sf
 
 from hybridcodec import cli, codec
 from hybridcodec.audio_io import wav_header
-from hybridcodec.container import (DamagedFrame, Frame, StreamFooter, StreamHeader,
-                                   StreamReader, write_footer, write_frame, write_header)
+from hybridcodec.container import (UNLISTED_EMPTY, DamagedFrame, Frame, StreamHeader,
+                                   StreamReader, StreamWriter, Unit)
 from hybridcodec.errors import CorruptStreamError, HybridCodecError, UsageError
 from hybridcodec.model import HybridModel, ModelConfig
 
@@ -98,14 +98,22 @@ def decode_bytes(data: bytes, model: str, **kw):
 # --------------------------------------------------------------------------- container
 
 
-def synthetic_stream(num_frames: int = 8) -> bytes:
-    h = StreamHeader(44100, 2, 16, "PCM_16", "WAV", num_frames * 100, 100, "0123456789abcdef",
-                     2, 3)
+def synthetic_stream(num_frames: int = 8, version: int = 4) -> bytes:
+    """Frames of three layers (one empty) whose second payload is full of fake syncs."""
+    frame = 128 if version >= 4 else 100  # version 4 frames are a power of two long
+    h = StreamHeader(44100, 2, 16, "PCM_16", "WAV", num_frames * frame, frame,
+                     "0123456789abcdef", 2, 3, version=version)
     buf = io.BytesIO()
-    write_header(buf, h)
+    writer = StreamWriter(buf, h)
     for i in range(num_frames):
-        write_frame(buf, Frame(i, 100, ((0, bytes([i]) * 50), (1, b"HF" * 20), (2, b""))))
-    write_footer(buf, StreamFooter(num_frames, h.num_samples, b"0" * 16))
+        if version >= 4:
+            writer.write_frame(Frame(i, frame, units=(Unit(0, 1, bytes([i]) * 52),
+                                                      Unit(1, 1, b"HF" * 20)),
+                                     flags=UNLISTED_EMPTY))
+        else:
+            writer.write_frame(Frame(i, frame, ((0, bytes([i]) * 50), (1, b"HF" * 20),
+                                                (2, b""))))
+    writer.finish(b"0" * 16)
     return buf.getvalue()
 
 
@@ -115,10 +123,13 @@ def recovered(data: bytes, seekable: bool = True):
     return items, reader
 
 
+@pytest.mark.parametrize("version", [3, 4])
 @pytest.mark.parametrize("seekable", [True, False])
-def test_recovery_rules(seekable):
-    good = synthetic_stream()
-    off = frame_offsets(good)
+def test_recovery_rules(seekable, version):
+    good = synthetic_stream(version=version)
+    off = frame_offsets(good)  # the frames, then what follows the last (index or end)
+    end_at = len(good) - (42 if version >= 4 else 34)
+    frame = 128 if version >= 4 else 100
     ok = [("ok", i) for i in range(8)]
     items, reader = recovered(good, seekable)
     assert items == ok and reader.footer is not None and reader.problems == []
@@ -151,39 +162,53 @@ def test_recovery_rules(seekable):
     for cut in (off[6] + 7, off[6]):
         items, reader = recovered(good[:cut], seekable)
         assert items == ok[:6] and reader.footer is None and reader.missing_from == 6
-        assert "stream ends after sample 600 of 800" in reader.problems[0]
+        assert f"stream ends after sample {6 * frame} of {8 * frame}" in reader.problems[0]
         assert any("end chunk missing" in p for p in reader.problems)
     items, reader = recovered(good[: off[6] + 30], seekable)  # inside frame 6's payload
     assert items == ok[:6] + [("lost", 6)] and reader.missing_from == 7
-    items, reader = recovered(good[: off[-1] + 10], seekable)  # inside the end chunk
+    items, reader = recovered(good[: end_at + 10], seekable)  # inside the end chunk
     assert items == ok and reader.footer is None and reader.missing_from is None
     # frames missing before a good end chunk: the end chunk confirms they existed
     items, reader = case(lambda d: d.__delitem__(slice(off[5], off[-1])))
     assert items == ok[:5] + [("lost", 5), ("lost", 6), ("lost", 7)]
     assert reader.footer is not None
     # damaged end chunk: frames fine, MD5 cannot be checked
-    items, reader = case(flip(off[-1] + 20))
+    items, reader = case(flip(end_at + 20))
     assert items == ok and reader.footer is None and reader.problems
     # trailing data: reported, footer kept
     items, reader = recovered(good + b"junk", seekable)
     assert items == ok and reader.footer is not None and "trailing" in reader.problems[0]
+    if version < 4:
+        return
+    # version 4's index chunk: damaged, it is ignored with one warning; cut, the end
+    # chunk is missing as well
+    assert off[-1] < end_at
+    items, reader = case(flip(off[-1] + 4))
+    assert items == ok and reader.footer is not None
+    assert reader.problems == [f"index chunk at byte {off[-1]} damaged (ignored)"]
+    items, reader = recovered(good[: off[-1] + 5], seekable)
+    assert items == ok and reader.footer is None and reader.missing_from is None
+    assert "index chunk" in reader.problems[0] and "end chunk missing" in reader.problems[1]
 
 
-def test_recovery_needs_the_header():
-    good = synthetic_stream()
+@pytest.mark.parametrize("version", [3, 4])
+def test_recovery_needs_the_header(version):
+    good = synthetic_stream(version=version)
     bad = bytearray(good)
     bad[10] ^= 1
     with pytest.raises(CorruptStreamError, match="header CRC"):
         StreamReader(io.BytesIO(bytes(bad)), recover=True)
 
 
-def test_strict_reader_unchanged():
-    good = synthetic_stream()
+@pytest.mark.parametrize("version, words", [(3, "frame 3 layer id"),
+                                           (4, "frame 3 payload CRC")])
+def test_strict_reader_unchanged(version, words):
+    good = synthetic_stream(version=version)
     off = frame_offsets(good)
     bad = bytearray(good)
     bad[off[3] + 60] ^= 1
     reader = StreamReader(io.BytesIO(bytes(bad)))
-    with pytest.raises(CorruptStreamError, match="frame 3 layer id"):
+    with pytest.raises(CorruptStreamError, match=words):
         list(reader.frames())
 
 

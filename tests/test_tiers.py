@@ -108,10 +108,10 @@ def test_truncate_equals_direct_encode(tier, work, stereo, tier_streams):
     direct = work / f"direct.{tier}.hyb"
     hybridcodec.encode(stereo, direct, tier=tier, overwrite=True)
     assert direct.read_bytes() == tier_streams[tier].read_bytes()
-    h = read_stream_layout(direct).header
-    assert h.tier == tier
+    layout = read_stream_layout(direct)
+    assert layout.header.tier == tier
     expected = ALL_LAYERS if TIERS[tier] is None else TIERS[tier]
-    assert h.num_layers == expected
+    assert layout.layers_carried == expected
 
 
 def test_truncate_kbps_equals_direct_encode(work, stereo, lossless):
@@ -127,6 +127,15 @@ def test_truncating_a_truncated_stream_is_the_same_as_truncating_once(work, tier
     again = work / "medium-to-tiny.hyb"
     truncate_file(tier_streams["medium"], again, tier="tiny")
     assert again.read_bytes() == tier_streams["tiny"].read_bytes()
+
+
+def test_every_named_tier_has_a_format_4_code():
+    """A version 4 header names a tier by its registry code (append-only)."""
+    from hybridcodec.container import TIER_NAMES
+    from hybridcodec.truncation import TIER_CODES
+
+    assert set(TIER_CODES) == {t for t in TIERS if t != "lossless"}
+    assert all(TIER_NAMES[code] == name for name, code in TIER_CODES.items())
 
 
 def test_truncating_up_is_an_error(work, tier_streams):
@@ -433,7 +442,7 @@ def test_cli_truncate_below_the_first_layer_warns(work, lossless, capsys):
     code, _, err = run(["truncate", lossless, out, "--kbps", "1"], capsys)
     assert code == 0
     assert "warning" in err and "above the 1 kbit/s asked" in err
-    assert read_stream_layout(out).header.num_layers == 1
+    assert read_stream_layout(out).layers_carried == 1
 
 
 def test_cli_decode_fill_and_seed(work, tier_streams, capsys):
