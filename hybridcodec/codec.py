@@ -25,7 +25,8 @@ from .container import (DamagedFrame, StreamHeader, StreamReader, StreamWriter,
                         read_stream_layout, write_compact)
 from .errors import (CorruptStreamError, HybridCodecError, InputFileError, ModelError,
                      ModelMismatchError, UnsupportedAudioError, UsageError)
-from .layer_units import frame_from_layers, layer_groups, layers_from_frame
+from .layer_units import (MERGE_BELOW, frame_from_codes, frame_from_layers, layer_groups,
+                          layers_from_frame, units_for_decoder)
 from .tiers import layer_name, layer_order
 from .truncation import truncate_file
 
@@ -312,15 +313,19 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
             if cfg.frame_length & (cfg.frame_length - 1):
                 raise ModelError(f"model {model_id}: frame_length {cfg.frame_length} is not a "
                                  f"power of two, which stream format 4 needs")
-            # one truncation segment per frame: the layered payload is cut by whole layers
+            segmented = cfg.payload == 4
+            # The layered payload of formats 1-3 is cut by whole layers: one truncation
+            # segment per frame says so; format 4's payload has the model's segments.
             header = StreamHeader(
                 sample_rate=info.sample_rate, channels=info.channels,
                 bits_per_sample=info.bits_per_sample, subtype=info.subtype,
                 source_format=info.source_format, num_samples=info.num_samples,
                 frame_length=cfg.frame_length, model_id=model_id, levels=cfg.levels,
                 num_layers=layer_count(net), groups=layer_count(net) // (cfg.levels + 1),
-                segment_length=cfg.frame_length,
+                segment_length=cfg.segment_length if segmented else cfg.frame_length,
                 metadata=captured.to_bytes() if captured is not None else None)
+            merged = segmented and header.num_frames == 1 and info.num_samples < MERGE_BELOW
+            hop = net.envelope_grid(info.sample_rate).hop if segmented else 0
             # A one-frame stream without metadata is written compact, in one piece at the
             # end (its MD5 comes first): the one frame is all that is held back.
             compact = header.num_frames == 1 and header.metadata is None
@@ -331,7 +336,7 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
             flac_md5 = hashlib.md5() if reader.source_md5 is not None and bits is not None \
                 and bits != info.bits_per_sample else None
 
-            def tasks():
+            def frames():
                 done = 0
                 for index in range(header.num_frames):
                     cancel.checkpoint()
@@ -343,7 +348,27 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                     if flac_md5 is not None:
                         flac_md5.update(pcm_bytes(pcm >> (info.bits_per_sample - bits), bits))
                     done += len(pcm)
-                    yield "encode", pcm
+                    yield pcm
+
+            def tasks():
+                if not segmented:
+                    for pcm in frames():
+                        yield "encode", pcm
+                    return
+                # The envelope's windows at a frame's edges reach a hop into the frame
+                # before and two into the one after: read one frame ahead.
+                before = np.zeros((0, info.channels), np.int64)
+                source = frames()
+                current = next(source, None)
+                index = 0
+                while current is not None:
+                    following = next(source, None)
+                    after = following[: 2 * hop] if following is not None else None
+                    yield ("encode4", current, info.sample_rate,
+                           {"before": before, "after": after, "last": following is None,
+                            "bits_per_sample": info.bits_per_sample, "merged": merged})
+                    before = current[-hop:]
+                    current, index = following, index + 1
 
             target = _Counting(dst) if is_file_object(dst) else dst
             with _Output(target, overwrite) as fp, frame_runner(jobs, net, model) as runner:
@@ -352,7 +377,8 @@ def _encode_lossless(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike |
                 written = 0
                 for index, layers in enumerate(runner.run(tasks())):
                     n = header.frame_num_samples(index)
-                    frame = frame_from_layers(header, index, n, layers)
+                    frame = frame_from_codes(header, index, n, layers, merged) if segmented \
+                        else frame_from_layers(header, index, n, layers)
                     if writer is None:
                         held = frame
                     else:
@@ -512,6 +538,13 @@ class _StreamDecoder:
                     yield "pass", item
                     continue
                 where = f"{name}: frame {item.index}"
+                if segmented:
+                    yield ("decode4", units_for_decoder(header, item), item.num_samples,
+                           header.channels, header.sample_rate, where,
+                           {"bits": header.bits_per_sample, "fill": self._fill,
+                            "seed": self._seed, "frame_index": item.index,
+                            "last": item.index == header.num_frames - 1})
+                    continue
                 try:
                     layers, carried = layers_from_frame(header, item, where)
                 except CorruptStreamError as exc:
@@ -529,11 +562,32 @@ class _StreamDecoder:
             self.damaged.append(DamagedRegion(index, first, first + n, reason))
             return np.zeros((n, header.channels), np.int64)
 
+        segmented = self._net.config.payload == 4
+        # A lower tier of the format 4 payload goes through the envelope fill, which lags
+        # its input by two hops and runs across frame boundaries (no seam).
+        fill = None
+        if segmented and not self.lossless:
+            from .perceptual.fill import EnvelopeFill
+
+            rate = header.sample_rate
+            fill = EnvelopeFill(self._net.envelope_grid(rate), self._net.envelope_coder(rate),
+                                header.channels, header.num_samples, self._seed)
         with frame_runner(self._jobs, self._net, self._model) as runner:
             index = 0
             for result in runner.run(tasks()):
                 n = header.frame_num_samples(index)
                 where = f"{name}: frame {index}"
+                if segmented and not isinstance(result, (DamagedFrame, HybridCodecError)):
+                    if fill is not None:
+                        out = fill.push(result.pcm.astype(np.float64), result.envelope,
+                                        result.coded, index)
+                        index += 1
+                        if out.size:
+                            out = np.clip(np.rint(out), lo, hi - 1).astype(np.int64)
+                            self.done += out.shape[0]
+                            yield out.astype(np.int32)
+                        continue
+                    result = result.pcm
                 if isinstance(result, DamagedFrame):
                     pcm = damage(index, n, result.reason)
                 elif isinstance(result, HybridCodecError):
@@ -547,11 +601,33 @@ class _StreamDecoder:
                     pcm = damage(index, n, "decoded samples out of range")
                 else:
                     pcm = result
+                if fill is not None:  # a damaged frame of a lower tier: silence, no fill
+                    grid = self._net.envelope_grid(header.sample_rate)
+                    slots = self._frame_slots(index, n)
+                    out = fill.push(pcm.astype(np.float64),
+                                    np.zeros((header.channels, grid.num_bands, slots), np.int64),
+                                    np.full((grid.num_bands, slots), 99), index)
+                    index += 1
+                    if out.size:
+                        self.done += out.shape[0]
+                        yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)
+                    continue
                 self._md5.update(pcm_bytes(pcm, header.bits_per_sample))
                 self.done += n
                 index += 1
                 yield pcm.astype(np.int32)
+            if fill is not None:
+                out = fill.finish()
+                if out.size:
+                    self.done += out.shape[0]
+                    yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)
         self.warnings = list(stream.problems) + self._meta_warnings
+
+    def _frame_slots(self, index: int, n: int) -> int:
+        from .segmented import frame_slots
+
+        return frame_slots(self._net, self.header.sample_rate, n,
+                           index == self.header.num_frames - 1)
 
     def finish(self) -> None:
         """After the last block: compare the MD5 (lossless streams), set :attr:`md5_ok`."""

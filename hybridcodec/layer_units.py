@@ -12,10 +12,12 @@ of versions 1-3 carry the layers themselves.
 from __future__ import annotations
 
 from .container import UNLISTED_EMPTY, Frame, StreamHeader, Unit
+from .format.common import UNIT_COMPLETE, UNIT_CUTTABLE
 from .errors import CorruptStreamError
 from .format.v4 import carried_layers
 
-__all__ = ["GROUPS_KEY", "layer_groups", "frame_from_layers", "layers_from_frame"]
+__all__ = ["GROUPS_KEY", "MERGE_BELOW", "layer_groups", "frame_from_layers", "layers_from_frame",
+           "frame_from_codes", "units_for_decoder"]
 
 GROUPS_KEY = "layer_groups"  # versions 1-3 header extra: precision groups per band
 
@@ -66,3 +68,47 @@ def layers_from_frame(header: StreamHeader, frame: Frame,
     layers = {k: p for k, p in layers.items() if k < carried}
     layers.setdefault(0, b"")
     return layers, carried
+
+
+#: A one-frame stream shorter than this is coded as one unit (format 4 payload): it saves
+#: a container entry and the coder's closing words per layer, which is most of what a
+#: short clip's container costs; such a clip can only be kept or dropped whole.
+MERGE_BELOW = 1 << 16
+
+
+def frame_from_codes(header: StreamHeader, index: int, num_samples: int, codes,
+                     merged: bool = False) -> Frame:
+    """The frame of a format 4 payload (:func:`hybridcodec.segmented.encode_frame`'s
+    ``[(layer, LayerCode)]``): every non-empty layer one unit, cuttable into its
+    segments when the frame has more than one; ``merged``: one unit for every layer."""
+    segments = header.frame_segments(index)
+    if merged:
+        (layer, code), = codes
+        units = (Unit(0, header.num_layers, code.payload, UNIT_COMPLETE, (), code.slopes[:1]),)
+        return Frame(index, num_samples, units=units, flags=UNLISTED_EMPTY)
+    units = []
+    for layer, code in codes:
+        if not code.payload:
+            continue
+        if layer == 0 or segments == 1:
+            units.append(Unit(layer, 1, code.payload, UNIT_COMPLETE, (), code.slopes[:1]))
+        else:
+            units.append(Unit(layer, 1, code.payload, UNIT_CUTTABLE, tuple(code.cuts),
+                              bytes(code.slopes)))
+    return Frame(index, num_samples, units=tuple(units), flags=UNLISTED_EMPTY)
+
+
+def units_for_decoder(header: StreamHeader, frame: Frame) -> list[tuple[int, int, bytes, int]]:
+    """``(first, count, payload, segments)`` of every unit of a format 4 frame, for
+    :func:`hybridcodec.segmented.decode_frame`; empty layers of a complete frame as empty
+    units holding every segment."""
+    segments = header.frame_segments(frame.index)
+    out = []
+    for unit in frame.units or ():
+        held = unit.state - 1 if unit.truncated else segments
+        out.append((unit.first, unit.count, bytes(unit.payload), held))
+    if frame.flags & UNLISTED_EMPTY:
+        covered = carried_layers(frame.units or (), 0, header.num_layers)
+        out += [(layer, 1, b"", segments) for layer in range(header.num_layers)
+                if not covered[layer]]
+    return sorted(out)

@@ -64,17 +64,27 @@ def _init_worker(model: str | None) -> None:
 
 def run_task(net, task: tuple) -> Any:
     """Do one task: ``("encode", pcm)`` -> layers; ``("decode", layers, n, nch, where[, kwargs])`` ->
-    PCM, or the codec's own error as a value (never raised); ``("pass", value)`` -> value."""
+    PCM, or the codec's own error as a value (never raised); the format 4 payload's
+    ``("encode4", pcm, sample_rate, kwargs)`` -> [(layer, LayerCode)] and ``("decode4",
+    units, n, nch, sample_rate, where, kwargs)`` -> FrameDecode (or the error);
+    ``("pass", value)`` -> value."""
     kind = task[0]
     if kind == "encode":
         from .framecodec import encode_frame
 
         return encode_frame(net, task[1])
-    if kind == "decode":
-        from .framecodec import decode_frame
+    if kind == "encode4":  # format 4 payload: (pcm, sample_rate, kwargs)
+        from .segmented import encode_frame as encode_segmented
 
+        return encode_segmented(net, task[1], task[2], **task[3])
+    if kind in ("decode", "decode4"):
+        if kind == "decode":
+            from .framecodec import decode_frame
+        else:
+            from .segmented import decode_frame
         try:
-            return decode_frame(net, *task[1:5], **(task[5] if len(task) > 5 else {}))
+            return decode_frame(net, *task[1:-1], **task[-1]) if kind == "decode4" else \
+                decode_frame(net, *task[1:5], **(task[5] if len(task) > 5 else {}))
         except HybridCodecError as exc:
             return exc
     return task[1]
@@ -86,8 +96,16 @@ def warm_up(net) -> None:
     if id(net) in _WARMED:
         return
     pcm = np.random.default_rng(0).integers(-3000, 3000, size=(256, 2)).astype(np.int64)
-    layers = run_task(net, ("encode", pcm))
-    run_task(net, ("decode", dict(layers), len(pcm), 2, "warm-up"))
+    if net.config.payload == 4:
+        from .segmented import num_segments
+
+        codes = run_task(net, ("encode4", pcm, 44100, {}))
+        segments = num_segments(len(pcm), net.config.segment_length)
+        units = [(k, 1, c.payload, segments) for k, c in codes]
+        run_task(net, ("decode4", units, len(pcm), 2, 44100, "warm-up", {}))
+    else:
+        layers = run_task(net, ("encode", pcm))
+        run_task(net, ("decode", dict(layers), len(pcm), 2, "warm-up"))
     _WARMED.add(id(net))
 
 

@@ -31,6 +31,18 @@ TIERS = {
 }
 
 
+#: Named tiers of a stream of the format 4 (segmented) payload: a tier keeps every
+#: truncation unit whose perceptual slope (hybridcodec.perceptual.allocation), made
+#: non-increasing along the dependencies between units, reaches its threshold. The rates
+#: follow the content (a quality, not a bit rate): typical figures are in the README.
+SLOPE_TIERS = {
+    "high": 90,
+    "medium": 110,
+    "low": 130,
+    "tiny": 150,
+}
+
+
 def band_weight(band: int, levels: int) -> float:
     """Extra noise (dB) tolerated in ``band`` (0 coarse .. levels finest)."""
     octave_from_top = levels - band  # 0 for the finest band

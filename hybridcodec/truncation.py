@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
+import numpy as np
 from dataclasses import dataclass
 
 from .atomic import atomic_output
-from .container import (TIER_NAMED, TIER_NAMES, TIER_RATE, Frame, StreamHeader, StreamReader,
-                        StreamWriter, read_stream_layout, truncate_frame,
-                        write_compact)
+from .container import (TIER_NAMED, TIER_NAMES, TIER_RATE, UNLISTED_EMPTY, Frame,
+                        StreamHeader, StreamReader, StreamWriter, read_stream_layout,
+                        truncate_frame, write_compact)
 from .errors import InputFileError, UsageError
 from .format import v4
 from .format.common import MAX_TIER_RATE, metadata_chunk
 from .layer_units import GROUPS_KEY, layer_groups
-from .tiers import TIERS, layers_for_tier
+from .tiers import SLOPE_TIERS, TIERS, layer_order, layers_for_tier
 
 __all__ = ["GROUPS_KEY", "LAYER_FRAMING", "TIER_CODES", "TruncateReport", "tier_layers",
            "truncate_file", "tier_header"]
@@ -184,7 +186,120 @@ def _too_high(src, header: StreamHeader, carried: int) -> UsageError:
                       f"layers); a truncation can only drop layers")
 
 
+def _plan_segmented(src, header: StreamHeader, tier: str | None, budget: float | None,
+                    shave: float = 0.0) -> tuple[dict[int, dict[int, int]], int]:
+    """Per frame, the segments to keep of every layer (format 4 payload), and the
+    stream's size with them: the allocator (hybridcodec.perceptual.allocation) over the
+    slopes and cut tables the encoder recorded."""
+    from .perceptual.allocation import UnitInfo, choose
+
+    order = layer_order(header.levels, header.groups)
+    layer_of = {bg: k for k, bg in enumerate(order)}
+    units, segments = [], {}
+    with open(src, "rb") as fp:
+        for frame in StreamReader(fp).frames():
+            f = frame.index
+            S = header.frame_segments(f)
+            segments[f] = S
+            covered = set()
+            for unit in frame.units:
+                held = unit.segments(S)
+                covered.update(range(unit.first, unit.end))
+                band, group = order[unit.first]
+                if unit.count > 1 or unit.first == 0:  # whole or nothing, and needed
+                    units.append(UnitInfo(f, unit.first, band, group,
+                                          np.array([len(unit.payload)] + [0] * (S - 1)),
+                                          np.full(S, 255), S))
+                    for layer in range(unit.first + 1, unit.end):
+                        b, g = order[layer]
+                        units.append(UnitInfo(f, layer, b, g, np.zeros(S, np.int64),
+                                              np.full(S, 255), S))
+                    continue
+                if unit.cuttable:
+                    bounds = [len(unit.payload) - 4 * c for c in unit.cuts] + [len(unit.payload)]
+                    sizes = np.diff(np.concatenate([[0], bounds]))
+                    slopes = np.frombuffer(bytes(unit.slopes), np.uint8).astype(np.int64)
+                else:  # a frame of one segment
+                    sizes = np.array([len(unit.payload)] + [0] * (S - 1))
+                    slopes = np.full(S, int(unit.slopes[0]) if unit.slopes else 0)
+                units.append(UnitInfo(f, unit.first, band, group, sizes, slopes[:held], held))
+            if frame.flags & UNLISTED_EMPTY:  # empty layers: free, and never in the way
+                for layer in set(range(header.num_layers)) - covered:
+                    b, g = order[layer]
+                    units.append(UnitInfo(f, layer, b, g, np.zeros(S, np.int64),
+                                          np.full(S, 255), S))
+    if budget is not None:
+        # container bytes beyond the payloads: a frame's unit entry with its cut table
+        # and slopes, about two bytes per kept segment and three per kept layer
+        fixed = _fixed_bytes(src, header)
+        kept = choose(units, segments, header.levels, header.groups, layer_of,
+                      budget=budget - shave, fixed=fixed, layer_overhead=3,
+                      segment_overhead=2)
+    else:
+        kept = choose(units, segments, header.levels, header.groups, layer_of,
+                      threshold=SLOPE_TIERS[tier])
+    plan: dict[int, dict[int, int]] = {}
+    for (f, layer), k in kept.items():
+        plan.setdefault(f, {})[layer] = k
+    return plan, segments
+
+
+def _fixed_bytes(src, header: StreamHeader) -> int:
+    layout = read_stream_layout(src)
+    return layout.header_bytes + 64  # header, metadata; end chunk and index, about
+
+
+def _write_segmented(src, dst, header: StreamHeader, plan, overwrite: bool) -> None:
+    with open(src, "rb") as fp, atomic_output(dst, overwrite=overwrite) as out:
+        stream = StreamReader(fp)
+        h = stream.header
+        if stream.compact:
+            (frame,) = stream.frames()
+            write_compact(out, header, truncate_frame(h, frame, plan.get(0, {})),
+                          stream.footer.md5)
+            return
+        writer = StreamWriter(out, header)
+        for frame in stream.frames():
+            writer.write_frame(truncate_frame(h, frame, plan.get(frame.index, {})))
+        writer.finish(stream.footer.md5)
+
+
+def _truncate_segmented(src, dst, tier, kbps, overwrite) -> TruncateReport:
+    """Format 4 payload: units chosen by perceptual slope, for a named tier or a rate."""
+    with open(src, "rb") as fp:
+        h = StreamReader(fp).header
+    if tier == "lossless":
+        if not h.complete:
+            raise _too_high(src, h, 0)
+        header = h
+        plan = {}
+    else:
+        budget = _budget(h, kbps) if kbps is not None else None
+        shave = 0.0
+        for _ in range(6):  # the container's bytes are estimated: measure, correct
+            plan, segments = _plan_segmented(src, h, tier, budget, shave)
+            complete = all(k == segments[f] for f, layers in plan.items()
+                           for k in layers.values())
+            header = h if complete and h.complete else tier_header(h, tier, kbps, 1)
+            _write_segmented(src, dst, header, plan, overwrite)
+            size = os.path.getsize(dst)
+            if budget is None or size <= budget:
+                break
+            shave += size - budget + 16
+            overwrite = True
+    if not plan:
+        _write_segmented(src, dst, header, plan, overwrite)
+    kept = max((sum(1 for k in layers.values() if k) for layers in plan.values()),
+               default=h.num_layers)
+    return TruncateReport(header.tier, kept, os.path.getsize(src), os.path.getsize(dst),
+                          h.num_samples, h.sample_rate, h.channels, h.bits_per_sample)
+
+
 def _truncate_v4(src, dst, tier, kbps, overwrite) -> TruncateReport:
+    with open(src, "rb") as fp:
+        h = StreamReader(fp).header
+    if h.segment_length < h.frame_length:  # the segmented payload (format 4 models)
+        return _truncate_segmented(src, dst, tier, kbps, overwrite)
     scan = _scan_v4(src, sizes=kbps is not None)
     with open(src, "rb") as fp:
         h = StreamReader(fp).header
