@@ -543,7 +543,8 @@ class _StreamDecoder:
                            header.channels, header.sample_rate, where,
                            {"bits": header.bits_per_sample, "fill": self._fill,
                             "seed": self._seed, "frame_index": item.index,
-                            "last": item.index == header.num_frames - 1})
+                            "last": item.index == header.num_frames - 1,
+                            "structure": self._fill == "mean"})
                     continue
                 try:
                     layers, carried = layers_from_frame(header, item, where)
@@ -565,13 +566,18 @@ class _StreamDecoder:
         segmented = self._net.config.payload == 4
         # A lower tier of the format 4 payload goes through the envelope fill, which lags
         # its input by two hops and runs across frame boundaries (no seam).
+        # fill modes: sample = noise at the coded energies, replacing what the synthesis
+        # leaves in an absent band (leakage, and images of the octave below, which are
+        # tonal where that octave is); mean = the prior's mean only, levelled
+        # (deterministic); zero = absent bands silent.
         fill = None
-        if segmented and not self.lossless:
+        if segmented and not self.lossless and self._fill != "zero":
             from .perceptual.fill import EnvelopeFill
 
             rate = header.sample_rate
             fill = EnvelopeFill(self._net.envelope_grid(rate), self._net.envelope_coder(rate),
-                                header.channels, header.num_samples, self._seed)
+                                header.channels, header.num_samples, self._seed,
+                                shape=self._fill == "mean", noise=self._fill == "sample")
         with frame_runner(self._jobs, self._net, self._model) as runner:
             index = 0
             for result in runner.run(tasks()):

@@ -105,6 +105,12 @@ class ModelConfig:
     envelope: dict = field(default_factory=lambda: dict(DEFAULT_ENVELOPE))
     description: str = "untrained: LeGall 5/3 lifting, zero prior means"
 
+    def __post_init__(self) -> None:
+        # A model with short frames (tests, small experiments) cuts them whole.
+        if isinstance(self.segment_length, int) and isinstance(self.frame_length, int) and \
+                self.segment_length > self.frame_length > 0:
+            self.segment_length = self.frame_length
+
     def block_length(self, level: int) -> int:
         """Scale-block length of detail level ``level`` (1 = finest); level L+1 = coarse."""
         return max(self.min_block, self.block_time >> (level - 1))

@@ -268,9 +268,13 @@ def _truncate_segmented(src, dst, tier, kbps, overwrite) -> TruncateReport:
     """Format 4 payload: units chosen by perceptual slope, for a named tier or a rate."""
     with open(src, "rb") as fp:
         h = StreamReader(fp).header
+    own = SLOPE_TIERS.get(h.tier)  # the stream's own named tier, if it has one
+    if tier == "lossless" and not h.complete or (
+            tier is not None and tier != "lossless" and own is not None
+            and SLOPE_TIERS[tier] < own):
+        raise UsageError(f"{os.fspath(src)}: is already at tier {h.tier!r}; a truncation "
+                         f"can only drop layers")
     if tier == "lossless":
-        if not h.complete:
-            raise _too_high(src, h, 0)
         header = h
         plan = {}
     else:

@@ -8,9 +8,10 @@ level in both output channels), per band of the
 PCM, quantised on a log2 scale, ``q = round(log2(E) / step)`` clipped to 0 .. QMAX
 (``q = 0``: below one LSB squared per bin, treated as silence).
 
-Coding (in layer 0 of every frame, after the scale envelopes): per channel and band, the
-first slot as a difference from the band below (band 0: uniform 8 bits), every later slot
-as a difference from the slot before. Differences go through one integer frequency table
+Coding (in layer 0 of every frame, after the scale envelopes): per channel, one bit per
+band saying it holds one value all frame long, then per band the first slot as a
+difference from the band below (band 0: uniform 8 bits) and, unless flat, every later
+slot as a difference from the slot before. Differences go through one integer frequency table
 of ``2R + 3`` symbols (``R`` = ``RANGE``): the two outer symbols are escapes for larger
 differences, followed by the excess in 8 uniform bits. The table is part of the model.
 """
@@ -117,13 +118,18 @@ class EnvelopeCoder:
         if q.size == 0:
             return
         seqs = self._sequences(q)
+        # A band that holds one value all frame long (silence, a steady level) says so
+        # with one bit and codes no differences.
+        flat = np.array([int((seq == seq[0]).all()) for seq in seqs], np.int64)
+        w.uniform(flat, 1)
         w.uniform(seqs[0][:1], FIRST_BITS)
         diffs = [[], []]
         for b, seq in enumerate(seqs):
             k = self.band_class[b]
             if b:
                 diffs[k].append(np.array([seq[0] - self._first_prediction(seqs[b - 1][0], b)]))
-            diffs[k].append(np.diff(seq))
+            if not flat[b]:
+                diffs[k].append(np.diff(seq))
         for k in (0, 1):
             d = np.concatenate(diffs[k]) if diffs[k] else np.zeros(0, np.int64)
             w.categorical(np.clip(d, -RANGE - 1, RANGE + 1) + RANGE + 1, self._models[k])
@@ -135,10 +141,11 @@ class EnvelopeCoder:
         if bands * slots == 0:
             return np.zeros((bands, slots), np.int64)
         lengths = [-(-slots // int(self.decimates[b])) for b in range(bands)]
+        flat = rd.uniform(bands, 1)
         first0 = int(rd.uniform(1, FIRST_BITS)[0])
         counts = [0, 0]
         for b in range(bands):
-            counts[self.band_class[b]] += lengths[b] - 1 + (1 if b else 0)
+            counts[self.band_class[b]] += (0 if flat[b] else lengths[b] - 1) + (1 if b else 0)
         got = []
         for k in (0, 1):
             d = rd.categorical(counts[k], self._models[k]) - RANGE - 1
@@ -157,8 +164,10 @@ class EnvelopeCoder:
                 pos[k] += 1
             else:
                 first = first0
-            n = lengths[b] - 1
+            n = 0 if flat[b] else lengths[b] - 1
             seq = first + np.concatenate([[0], np.cumsum(d[pos[k]: pos[k] + n])])
+            if flat[b]:
+                seq = np.full(lengths[b], first, np.int64)
             pos[k] += n
             prev_first = first
             q[b] = np.repeat(seq, int(self.decimates[b]))[:slots]

@@ -13,8 +13,11 @@ every output channel, on the envelope's STFT grid (:mod:`.grid`):
   the band's quantisation step plus 0.5 dB.
 
 Overlap-added noise frames do not land exactly on their targets (each window also sees
-its neighbours' noise), so the filled bands are corrected ``ITERATIONS`` times: the output
-is analysed again and every filled band of every slot rescaled to its target.
+its neighbours' noise), so filled bands are corrected ``ITERATIONS``
+times: the output is analysed again and every filled band of every slot rescaled to its
+target. With ``shape`` the decoder's own content of an uncoded band (the prior's mean,
+drawn from the band above) is kept and levelled like a coded band, noise making up what
+it lacks; with ``noise`` off nothing is added (bands are only brought down).
 
 The windows overlap across frame boundaries and the fill is one continuous process over
 the stream, so there is no seam at a frame boundary. Output lags the input by two hops;
@@ -51,11 +54,13 @@ class EnvelopeFill:
     """
 
     def __init__(self, grid: EnvelopeGrid, coder: EnvelopeCoder, channels: int,
-                 total: int, seed: int = 0, start: int = 0, shape: bool = False) -> None:
+                 total: int, seed: int = 0, start: int = 0, shape: bool = False,
+                 noise: bool = True) -> None:
         self.grid, self.coder, self.total = grid, coder, total
         self.channels = channels
         self.seed = seed
         self.shape = shape  # uncoded bands keep the decoded structure, levelled
+        self.noise = noise  # False: nothing is added, bands are only brought down
         # A band's coded energy is only known to half its quantisation step: the
         # tolerances grow with the step of the band.
         margin = np.maximum(coder.step_db() / 2 + 0.5, TOLERANCE_DB)
@@ -77,6 +82,17 @@ class EnvelopeFill:
         for b, (a, c) in enumerate(grid.band_bins):
             self._bin_band[a:c] = b
         self._in_band = self._bin_band >= 0
+        # For shaping noise inside a band: every bin's position between the band
+        # centres around it (log-target interpolation).
+        centres = np.array([(a + c - 1) / 2 for a, c in grid.band_bins])
+        bins = np.arange(h + 1, dtype=np.float64)
+        right = np.clip(np.searchsorted(centres, bins), 1, max(len(centres) - 1, 1))
+        left = right - 1
+        span = np.maximum(centres[right] - centres[left], 1e-9) if len(centres) > 1 else \
+            np.ones_like(bins)
+        self._interp = (np.minimum(left, len(centres) - 1), np.minimum(right, len(centres) - 1),
+                        np.clip((bins - centres[left]) / span, 0.0, 1.0)
+                        if len(centres) > 1 else np.zeros_like(bins))
 
     def push(self, pcm: np.ndarray, q: np.ndarray, coded: np.ndarray,
              frame_index: int) -> np.ndarray:
@@ -124,6 +140,18 @@ class EnvelopeFill:
         return np.add.reduceat(power[:, self._in_band], self._band_offsets(), axis=1) / \
             self._widths
 
+    def _shape(self, target: np.ndarray) -> np.ndarray:
+        """(slots, bins) amplitude shape of the fill inside each band: the coded band
+        energies interpolated (in dB) between band centres, so the fill follows the
+        spectral slope instead of stepping at band edges, where a flat band next to a
+        much louder one would take on the louder one's level through the window's
+        leakage. Outside the bands: 1."""
+        left, right, frac = self._interp
+        log_t = np.log(np.maximum(target, 1e-30))
+        curve = np.exp(0.5 * ((1 - frac) * log_t[:, left] + frac * log_t[:, right]))
+        curve[:, ~self._in_band] = 1.0
+        return curve
+
     def _band_offsets(self) -> np.ndarray:
         return self._starts - self._starts[0]
 
@@ -167,7 +195,7 @@ class EnvelopeFill:
             spec = np.fft.rfft(self.x_buf[idx, c] * w, axis=1)
             decoded = self._band_mean(np.abs(spec) ** 2)
             noise = gens[c].standard_normal((2, count, h + 1))
-            noise = noise[0] + 1j * noise[1]
+            noise = (noise[0] + 1j * noise[1]) * self._shape(target)
             pn = self._band_mean(np.abs(noise) ** 2)
             # coded bands: scale down where too loud, add noise for a hole
             graded = coarse_only | (uncoded & self.shape)
@@ -180,11 +208,13 @@ class EnvelopeFill:
             add = np.where(hole, NOISE_GAIN * np.maximum(tgt_s - dec_s, 0.0), 0.0)
             if not self.shape:
                 add = np.where(uncoded, NOISE_GAIN * target, add)
+            if not self.noise:
+                add = np.zeros_like(add)
             keep = np.where(uncoded & ~self.shape, 0.0, scale)
             spec = spec * self._expand(keep) + noise * self._expand(
                 np.sqrt(add / np.maximum(pn, 1e-300)), outside=0.0)
             base = self.y_acc[region, c].copy()
-            for _ in range(ITERATIONS):
+            for _ in range(ITERATIONS if self.noise else 0):
                 out = base.copy()
                 frames = np.fft.irfft(spec, n, axis=1) * w
                 for k in range(count):
