@@ -88,21 +88,26 @@ def frame_slots(model: HybridModel, sample_rate: int, num_samples: int, last: bo
     return -(-num_samples // hop) + (1 if last else 0)
 
 
-def check_segments(lay: _FrameLayout, segments: dict[int, int], total: int) -> str | None:
+def check_segments(lay: _FrameLayout, segments: dict[int, int], total: int,
+                   empty: frozenset[int] = frozenset()) -> str | None:
     """Why a choice of kept segments per layer id violates a dependency, or None.
 
     ``segments[k]`` = segments of layer k kept (0 = dropped, ``total`` = complete).
+    A layer in ``empty`` (carried, with no symbols at all) constrains nothing and is
+    constrained by nothing: it reads the same at any cut.
     """
     def kept(band: int, group: int) -> int:
-        return segments.get(lay.layer_of[(band, group)], 0)
+        k = lay.layer_of[(band, group)]
+        return total if k in empty else segments.get(k, 0)
 
     if kept(0, 0) != total:
         return "layer 0 is incomplete"
     for band in range(lay.levels + 1):
         for group in range(1, lay.groups):
-            if kept(band, group) > kept(band, group - 1):
+            if lay.layer_of[(band, group)] not in empty and \
+                    kept(band, group) > kept(band, group - 1):
                 return f"layer {lay.layer_of[(band, group)]} reaches past its anchor"
-        if band:
+        if band and lay.layer_of[(band, 0)] not in empty:
             above, here = kept(band - 1, 0), kept(band, 0)
             if here and above != total and here > above - 1:
                 return (f"layer {lay.layer_of[(band, 0)]} does not stop a segment before the "
@@ -225,7 +230,9 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
             kept[k] = segs
             if segs:
                 readers[k] = rd
-    problem = check_segments(lay, kept, total)
+    empty = frozenset(k for first, count, payload, segs in units if not payload and segs
+                      for k in range(first, first + count))
+    problem = check_segments(lay, kept, total, empty)
     if problem:
         raise CorruptStreamError(f"{where}: {problem}")
     exact = all(kept.get(k, 0) == total for k in range(len(lay.order)))
