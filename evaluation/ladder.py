@@ -80,7 +80,7 @@ class LadderRow:
 
     codec: str  # "hybridcodec", "opus" or "mp3"
     setting: str  # tier name, or the reference codec's option
-    layers: int | None  # hybridcodec: layers kept per frame
+    layers: int | None  # hybridcodec: layers the stream carries (the most any frame does)
     bytes: int  # whole file, container included
     kbps: float  # 8 * bytes / seconds / 1000
     pcm_ratio: float  # bytes / raw PCM bytes

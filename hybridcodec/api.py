@@ -21,21 +21,28 @@ code (dtype, shape, channels, range), :class:`~hybridcodec.errors.UsageError` fo
 argument, :class:`~hybridcodec.errors.CorruptStreamError` (and subclasses) for bytes that
 are not an intact stream, :class:`~hybridcodec.errors.ModelError` for a model problem.
 
-Example (a second of a 440 Hz tone, stereo, 16-bit)::
+Example (two seconds of a 440 Hz tone, stereo, 16-bit)::
 
     >>> import numpy as np
     >>> import hybridcodec
-    >>> t = np.arange(44100) / 44100
+    >>> t = np.arange(2 * 44100) / 44100
     >>> tone = np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     >>> pcm = np.stack([tone, tone // 2], axis=1)             # (frames, channels)
     >>> data = hybridcodec.encode_array(pcm, 44100)           # lossless .hyb bytes
     >>> out, rate = hybridcodec.decode_bytes(data)
     >>> out.dtype, out.shape, rate
-    (dtype('int32'), (44100, 2), 44100)
+    (dtype('int32'), (88200, 2), 44100)
     >>> bool((out == pcm).all())
     True
     >>> small = hybridcodec.encode_array(pcm, 44100, tier="low")   # a lossy tier
     >>> len(small) < len(data)
+    True
+
+A clip of one frame shorter than 2**16 samples is coded as one unit, which a lower tier
+keeps whole (it stays the lossless stream)::
+
+    >>> clip = pcm[:44100]
+    >>> hybridcodec.encode_array(clip, 44100, tier="low") == hybridcodec.encode_array(clip, 44100)
     True
 """
 

@@ -321,12 +321,16 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
         pcm = np.stack([x << int(k) for x, k in zip(signals, shifts)], axis=1)
     if not exact:
         pcm = np.clip(pcm, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    # precision per envelope band and slot: how many of its band's groups reach it
+    # precision per envelope band and slot: how many of its band's groups reach it (a
+    # complete group reaches every slot, also the stream's last one, centred past the end)
+    complete = np.array([[kept.get(lay.layer_of[(band, g)], 0) == total
+                          for g in range(lay.groups)] for band in range(L + 1)])
     coded = np.zeros((grid.num_bands, slots), np.int64)
     centres = np.arange(slots, dtype=np.int64) * grid.hop
     for e, level in enumerate(grid.band_level):
         band = L - level + 1
         pos = centres >> band_shift(band, L)
-        coded[e] = (pos[:, None] < coverage[band][None, :]).sum(axis=1)
+        coded[e] = ((pos[:, None] < coverage[band][None, :]) | complete[band][None, :]).sum(
+            axis=1)
     return FrameDecode(pcm, q, coded, exact)
 

@@ -196,6 +196,7 @@ def _plan_segmented(src, header: StreamHeader, tier: str | None, budget: float |
     order = layer_order(header.levels, header.groups)
     layer_of = {bg: k for k, bg in enumerate(order)}
     units, segments = [], {}
+    whole = []  # (frame, first, end, S) of the units kept or dropped whole
     with open(src, "rb") as fp:
         for frame in StreamReader(fp).frames():
             f = frame.index
@@ -207,6 +208,7 @@ def _plan_segmented(src, header: StreamHeader, tier: str | None, budget: float |
                 covered.update(range(unit.first, unit.end))
                 band, group = order[unit.first]
                 if unit.count > 1 or unit.first == 0:  # whole or nothing, and needed
+                    whole.append((f, unit.first, unit.end, S))
                     units.append(UnitInfo(f, unit.first, band, group,
                                           np.array([len(unit.payload)] + [0] * (S - 1)),
                                           np.full(S, 255), S))
@@ -238,6 +240,12 @@ def _plan_segmented(src, header: StreamHeader, tier: str | None, budget: float |
     else:
         kept = choose(units, segments, header.levels, header.groups, layer_of,
                       threshold=SLOPE_TIERS[tier])
+    # a unit that is not cut is kept whole, with every layer it covers, or dropped (as
+    # truncate_frame does): its layers say so, so that a frame kept whole reads as complete
+    for f, first, end, S in whole:
+        keep = S if kept[(f, first)] else 0
+        for layer in range(first, end):
+            kept[(f, layer)] = keep
     plan: dict[int, dict[int, int]] = {}
     for (f, layer), k in kept.items():
         plan.setdefault(f, {})[layer] = k

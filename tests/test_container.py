@@ -256,6 +256,7 @@ def test_tier_labels():
 
 def test_model_registry_is_append_only_and_used():
     assert BUNDLED_MODELS[1] == "e40987291b5fd215" and BUNDLED_MODELS[2] == "ccd651dbb62662d7"
+    assert BUNDLED_MODELS[3] == "407b7c0f78e8d0ea"
     data = v4raw.header(v4raw.body(model=DEFAULT_MODEL))
     assert data[10] == 1 and StreamReader(io.BytesIO(data)).header.model_id == DEFAULT_MODEL
     # an explicit id of a registry model (a writer with an older table) is read too
@@ -321,10 +322,12 @@ def test_reserved_header_flags_are_rejected(flags):
 
 
 def test_unknown_bundled_model_asks_for_an_upgrade_but_only_with_a_good_crc():
-    error = _header_error(v4raw.body(model=3))
-    assert type(error) is UnsupportedVersionError and "bundled model #3" in str(error)
+    unknown = max(BUNDLED_MODELS) + 1  # the first number a newer writer's registry adds
+    assert unknown <= 255 and unknown not in BUNDLED_MODELS
+    error = _header_error(v4raw.body(model=unknown))
+    assert type(error) is UnsupportedVersionError and f"bundled model #{unknown}" in str(error)
     assert "upgrade" in str(error)
-    damaged = bytearray(v4raw.header(v4raw.body(model=3)))
+    damaged = bytearray(v4raw.header(v4raw.body(model=unknown)))
     damaged[-1] ^= 1
     with pytest.raises(CorruptStreamError, match="header CRC mismatch") as info:
         StreamReader(io.BytesIO(bytes(damaged)))

@@ -10,6 +10,7 @@ so nothing else may escape -- and must leave no output file (not even a temporar
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import struct
@@ -22,6 +23,7 @@ import soundfile as sf
 
 import hybridcodec
 import v4raw
+from hybridcodec import cli
 from hybridcodec.container import FORMAT_VERSION, StreamReader
 from hybridcodec.errors import (CorruptStreamError, ModelMismatchError, TruncatedStreamError,
                                 UnsupportedVersionError)
@@ -186,14 +188,20 @@ def _payload_spans(stream: Stream) -> list[tuple[int, int]]:
 def test_payload_damage_with_valid_crc(stream, tmp_path):
     """Flipped payload bits whose CRC is fixed up (as a buggy writer or a deliberate
     forgery would produce): the frame decoder must raise CorruptStreamError (MD5, range
-    or payload checks) -- never crash, hang or write wrong audio."""
+    or payload checks) -- never crash, hang or write wrong audio. The command line: exit
+    4 and no output; with --ignore-errors exit 6, the frames found damaged silent and
+    every other one exact (or, where only the MD5 tells, a warning that says so)."""
     spans = [s for s in _payload_spans(stream) if s[1] > 0]
+    assert len(spans) == stream.header.num_frames
     rng = np.random.default_rng(5)
     outdir = tmp_path / "out"
     outdir.mkdir()
     src = tmp_path / "forged.hyb"
+    frame_length = stream.header.frame_length
+    outcomes = collections.Counter()
     for trial in range(60):
-        start, length = spans[trial % len(spans)]
+        frame = trial % len(spans)
+        start, length = spans[frame]
         p = start + int(rng.integers(0, length))
         data = bytearray(stream.data)
         data[p] ^= 1 << int(rng.integers(0, 8))
@@ -212,6 +220,38 @@ def test_payload_damage_with_valid_crc(stream, tmp_path):
             got, _ = sf.read(out, dtype="int32", always_2d=True)
             assert np.array_equal(got, stream.audio), f"{what}: wrong audio written"
             out.unlink()
+            outcomes["harmless"] += 1
+            continue
+        if trial % 2:  # recovering: every other trial (a decode costs 0.4 s)
+            continue
+        report = hybridcodec.decode(src, out, ignore_errors=True)
+        got, _ = sf.read(out, dtype="int32", always_2d=True)
+        out.unlink()
+        assert got.shape == stream.audio.shape and not report.clean, what
+        bad = np.zeros(len(got), bool)
+        for region in report.damaged:
+            assert region.frame == frame, what
+            assert (region.start, region.end) == (frame * frame_length, min(
+                (frame + 1) * frame_length, len(got))), what
+            bad[region.start:region.end] = True
+        assert not got[bad].any(), what
+        if report.damaged:
+            assert np.array_equal(got[~bad], stream.audio[~bad]), what
+            outcomes["frame silenced"] += 1
+        else:  # decoded without a complaint: only the MD5 caught it
+            assert report.md5_ok is False, what
+            assert any("decoded audio is wrong" in w for w in report.warnings), what
+            outcomes["MD5 mismatch"] += 1
+        if outcomes["cli"] < 3:  # the exit codes, in process
+            outcomes["cli"] += 1
+            stdout, stderr = io.StringIO(), io.StringIO()
+            assert cli.main(["decode", str(src), "-o", str(out), "-q"], stdout=stdout,
+                            stderr=stderr) == 4, (what, stderr.getvalue())
+            assert os.listdir(outdir) == [], what
+            assert cli.main(["decode", str(src), "-o", str(out), "-q", "--ignore-errors"],
+                            stdout=stdout, stderr=stderr) == 6, (what, stderr.getvalue())
+            out.unlink()
+    assert outcomes["frame silenced"] + outcomes["MD5 mismatch"] >= 20, outcomes
 
 
 # --------------------------------------------------------------------------- foreign files

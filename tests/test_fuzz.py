@@ -4,8 +4,10 @@ A few hundred seeded cases per stream: bit flips, byte insertions and deletions,
 truncation at every chunk / field boundary (and one byte either side), random headers
 with a valid CRC, huge declared lengths with valid CRCs, frames duplicated, swapped or
 taken from another stream, frames cut to fewer layers behind valid CRCs, and garbage. The
-streams: a format 4 stream of four frames (with its index), a format 4 compact stream
-(one frame), and the same four frames in the format 3 layout. Every case is decoded
+streams: with format 4's segmented payload (the default model's), a format 4 stream of
+four frames (with its index) and a format 4 compact stream (one frame, one unit); with
+the layered payload of formats 1-3, four frames in format 4 and the same four frames in
+the format 3 layout. Every case is decoded
 twice, strictly and with ``ignore_errors``, from a seekable or a pipe-like input, and
 every outcome must be one of:
 
@@ -47,7 +49,7 @@ from hybridcodec.container import (DamagedFrame, Frame, StreamHeader, StreamRead
 from hybridcodec.errors import CorruptStreamError, HybridCodecError
 from hybridcodec.format import v4
 from hybridcodec.layer_units import layers_from_frame
-from hybridcodec.model import HybridModel, ModelConfig
+from hybridcodec.model import _VERSION_2_DEFAULTS, HybridModel, ModelConfig
 
 SEED = 20240606
 FRAME = 512
@@ -408,10 +410,18 @@ def as_version_3(data: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("fuzzmodel") / "fuzz.hcm"
-    HybridModel(ModelConfig(frame_length=FRAME)).save(path)
-    return str(path)
+def model_paths(tmp_path_factory) -> dict[str, str]:
+    """Models of short frames: "segmented" (format 4's payload, the default) and
+    "layered" (the payload of formats 1-3, which a version 3 stream holds; format 4
+    carries it too)."""
+    d = tmp_path_factory.mktemp("fuzzmodel")
+    out = {}
+    for name, config in (("segmented", ModelConfig(frame_length=FRAME)),
+                         ("layered", ModelConfig(frame_length=FRAME, **_VERSION_2_DEFAULTS))):
+        HybridModel(config).save(d / f"{name}.hcm")
+        out[name] = str(d / f"{name}.hcm")
+    assert ModelConfig().payload == 4 and ModelConfig(**_VERSION_2_DEFAULTS).payload == 2
+    return out
 
 
 def source_audio(corpus: str | None, n: int, channels: int, seed: int) -> np.ndarray:
@@ -461,10 +471,11 @@ def carried(data: bytes) -> int:
     return reader.header.num_layers if most is None else most  # no frame: no evidence
 
 
-@pytest.mark.parametrize("layout", ["v4", "v4-compact", "v3"])
-def test_fuzz_decoder(model_path, repo_dir, layout):
+@pytest.mark.parametrize("layout", ["v4", "v4-compact", "v4-layered", "v3"])
+def test_fuzz_decoder(model_paths, repo_dir, layout):
     corpus = repo_dir.parent / "shared" / "data" / "corpus" / "music" / "cellar-01.flac"
     corpus = str(corpus) if corpus.exists() else None
+    model_path = model_paths["layered" if layout in ("v4-layered", "v3") else "segmented"]
     n = FRAME - 100 if layout == "v4-compact" else 3 * FRAME + 100  # 1 frame, or 4
     x = source_audio(corpus, n, 2, 1)
     data = encode(x, model_path)
@@ -473,7 +484,7 @@ def test_fuzz_decoder(model_path, repo_dir, layout):
         data, other = as_version_3(data), as_version_3(other)
         header_end = parse(data)[0]
         cases_of = mutations
-    elif layout == "v4":
+    elif layout in ("v4", "v4-layered"):
         header_end = v4raw.frame_spans(data)["header"][1]
         cases_of = mutations_v4
     else:

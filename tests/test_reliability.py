@@ -301,6 +301,51 @@ def test_jobs_byte_identical(coded, small_model, tmp_path):
     assert codec.verify_file(hyb, model=small_model, jobs=2).ok
 
 
+@pytest.fixture(scope="module")
+def segmented_coded(tmp_path_factory):
+    """(model path, wav, lossless stream, lower tier) with format 4's payload cut in
+    segments: frames of 8192 samples in 4 segments, 5.1 frames of stereo."""
+    from hybridcodec.truncation import truncate_file
+
+    d = tmp_path_factory.mktemp("segmented")
+    model = d / "seg.hcm"
+    HybridModel(ModelConfig(frame_length=8192, segment_length=2048)).save(model)
+    wav = d / "a.wav"
+    sf.write(wav, make_audio(5 * 8192 + 700, seed=5), 44100, subtype="PCM_16")
+    hyb, low = d / "a.hyb", d / "a.low.hyb"
+    codec.encode_file(wav, hyb, model=str(model))
+    truncate_file(hyb, low, kbps=100)
+    return str(model), wav, hyb, low
+
+
+def test_jobs_byte_identical_segmented_payload(segmented_coded, tmp_path):
+    """Format 4's payload: --jobs 2 encodes the same bytes (each frame's envelope reads
+    into the next frame) and decodes the same PCM, a lower tier too (its fill runs in the
+    parent, across frame boundaries), with every fill mode, and with a damaged frame."""
+    model, wav, hyb, low = segmented_coded
+    two = tmp_path / "j2.hyb"
+    codec.encode_file(wav, two, model=model, jobs=2)
+    assert two.read_bytes() == hyb.read_bytes()
+    reader = StreamReader(io.BytesIO(low.read_bytes()))
+    assert reader.header.num_frames == 6 and not reader.header.complete
+    assert any(u.truncated for f in reader.frames() for u in f.units)  # cut in segments
+    x, _ = sf.read(wav, dtype="int16", always_2d=True)
+    y, report = decode_bytes(hyb.read_bytes(), model, jobs=2)
+    assert np.array_equal(y, x) and report.clean
+    for fill in ("sample", "mean", "zero"):
+        one, _ = decode_bytes(low.read_bytes(), model, jobs=1, fill=fill, seed=3)
+        par, report = decode_bytes(low.read_bytes(), model, jobs=2, fill=fill, seed=3)
+        assert one.shape == x.shape and np.array_equal(one, par), fill
+        assert report.md5_ok is None and not report.damaged
+    data = bytearray(low.read_bytes())
+    off = frame_offsets(bytes(data))
+    data[(off[2] + off[3]) // 2] ^= 1
+    one, r1 = decode_bytes(bytes(data), model, jobs=1, ignore_errors=True)
+    par, r2 = decode_bytes(bytes(data), model, jobs=2, ignore_errors=True)
+    assert [r.frame for r in r1.damaged] == [r.frame for r in r2.damaged] == [2]
+    assert np.array_equal(one, par)
+
+
 def test_jobs_with_damage(coded, small_model):
     _, hyb, x = coded
     data = bytearray(hyb.read_bytes())
@@ -446,19 +491,22 @@ def test_interrupt_waits_for_the_frame_boundary():
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_inside_a_frame_in_process(coded, small_model, tmp_path, monkeypatch, sig, code):
     """A signal that arrives while a frame is being decoded stops the run after it."""
-    from hybridcodec import framecodec
+    from hybridcodec import framecodec, segmented
 
     _, hyb, _ = coded
-    original = framecodec.decode_frame
     calls = []
 
-    def decode_frame(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            signal.raise_signal(sig)  # the handler runs here, inside the frame
-        return original(*args, **kwargs)
+    def patched(original):
+        def decode_frame(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                signal.raise_signal(sig)  # the handler runs here, inside the frame
+            return original(*args, **kwargs)
+        return decode_frame
 
-    monkeypatch.setattr(framecodec, "decode_frame", decode_frame)
+    # the frame decoder of either payload (the small model has format 4's, the default)
+    for module in (framecodec, segmented):
+        monkeypatch.setattr(module, "decode_frame", patched(module.decode_frame))
     out = tmp_path / "o.wav"
     err = io.StringIO()
     assert cli.main(["decode", str(hyb), str(out), "--model", small_model], stderr=err,

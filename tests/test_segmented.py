@@ -55,6 +55,29 @@ def test_complete_frame_is_exact(n, channels):
     assert dec.envelope.shape[:2] == (channels, MODEL.envelope_grid(44100).num_bands)
 
 
+@pytest.mark.parametrize("n, last", [(5000, True), (40000, False), (40000, True)])
+def test_complete_layers_are_coded_in_every_slot(n, last):
+    """A complete group reaches every envelope slot, the stream's last one too (centred
+    past the frame's end): the fill leaves a complete frame alone whatever the header's
+    tier; a layer cut short leaves the slots past its cut uncoded."""
+    pcm = _audio(n, 1, seed=n)
+    layers = sg.encode_frame(MODEL, pcm, 44100, last=last)
+    total = sg.num_segments(n, MODEL.config.segment_length)
+    dec = sg.decode_frame(MODEL, _units(layers, total=total), n, 1, 44100, last=last)
+    assert dec.coded.shape[1] == sg.frame_slots(MODEL, 44100, n, last)
+    assert (dec.coded == LAY.groups).all()
+    if total > 1:
+        keep = {k: total for k, _ in layers}
+        finest = [LAY.layer_of[(LAY.levels, g)] for g in range(LAY.groups)]
+        keep.update({k: 1 for k in finest})  # the finest band: its first segment only
+        dec = sg.decode_frame(MODEL, _units(layers, keep, total), n, 1, 44100, last=last)
+        hop = MODEL.envelope_grid(44100).hop
+        late = np.arange(dec.coded.shape[1]) * hop >= MODEL.config.segment_length
+        finest_bands = np.array(MODEL.envelope_grid(44100).band_level) == 1
+        assert (dec.coded[np.ix_(finest_bands, late)] == 0).all()
+        assert (dec.coded[np.ix_(~finest_bands, np.ones(late.size, bool))] == LAY.groups).all()
+
+
 def test_merged_frame_is_exact_and_smaller():
     pcm = _audio(6000, 1, seed=3)
     merged = sg.encode_frame(MODEL, pcm, 44100, merged=True)

@@ -241,21 +241,36 @@ print(json.dumps({"path": stats.cache_path, "hits": sum(stats.cache_hits.values(
     assert second["config"] == ""  # numba's own setting for everyone else
 
 
-def test_a_loaded_model_does_not_build_tables(monkeypatch):
-    """Loading a model file takes its tables from the file; only a new model builds them."""
+@pytest.mark.parametrize("payload", [2, 4])
+def test_a_loaded_model_does_not_build_tables(monkeypatch, payload):
+    """Loading a model file takes its tables from the file (the scale-class tables, and a
+    format 4 model's envelope tables); only a new model builds them."""
     from hybridcodec import model as model_module
     from hybridcodec.entropy import TableSpec, build_tables
+    from hybridcodec.perceptual.envelope import envelope_table
 
-    data = model_module.HybridModel().to_bytes()
+    config = model_module.ModelConfig() if payload == 4 else \
+        model_module.ModelConfig(**model_module._VERSION_2_DEFAULTS)
+    assert config.payload == payload
+    data = model_module.HybridModel(config).to_bytes()
 
-    def refuse(spec):
+    def refuse(*args, **kwargs):
         raise AssertionError("tables built for a model that brought its own")
 
     monkeypatch.setattr(model_module, "build_tables", refuse)
+    monkeypatch.setattr(model_module, "envelope_table", refuse)
     loaded = model_module.HybridModel.from_bytes(data)
     assert loaded.tables.num_classes == TableSpec().num_classes
+    if payload == 4:
+        assert loaded.envelope_coder(44100) is not None
     monkeypatch.undo()
-    fresh = model_module.HybridModel()
-    for key, table in build_tables(TableSpec()).items():
-        assert np.array_equal(fresh.table_arrays[key], table)
-        assert np.array_equal(loaded.table_arrays[key], table)
+    expected = build_tables(TableSpec(), normalise=payload == 4)
+    if payload == 4:
+        envelope = model_module.DEFAULT_ENVELOPE
+        expected["envelope_fine"] = envelope_table(envelope["fine"]["scale"])
+        expected["envelope_coarse"] = envelope_table(envelope["coarse"]["scale"])
+    fresh = model_module.HybridModel(config)
+    for tables in (fresh.table_arrays, loaded.table_arrays):
+        assert sorted(tables) == sorted(expected)
+        for key, table in expected.items():
+            assert np.array_equal(tables[key], table), key

@@ -12,7 +12,7 @@ RATE_CODES = {8000: 1, 11025: 2, 12000: 3, 16000: 4, 22050: 5, 24000: 6, 32000: 
 CONTAINER_CODES = {"WAV": 0, "FLAC": 1, "AIFF": 2, "AIFF-C": 3, "W64": 4, "RF64": 5, "CAF": 6,
                    "RAW": 7, "WAVEX": 8}
 SUBTYPE_CODES = {"PCM_16": 0, "PCM_24": 1, "PCM_S8": 2, "PCM_U8": 3, "PCM_32": 4}
-MODELS = {"e40987291b5fd215": 1, "ccd651dbb62662d7": 2}
+MODELS = {"e40987291b5fd215": 1, "ccd651dbb62662d7": 2, "407b7c0f78e8d0ea": 3}
 
 
 def crc(data: bytes) -> bytes:
@@ -174,10 +174,11 @@ def body_end(data: bytes) -> int:
 
 
 def frame_spans(data: bytes) -> dict:
-    """Chunks of a valid normal version 4 stream whose units are uncut: ``header``
-    (start, end), ``metadata``, ``frames`` [dict(start, table, table_end, payload,
-    payload_len, end)], ``index``, ``end`` (each (start, end) or None)."""
-    pos = body_end(data) + 4
+    """Chunks of a valid normal version 4 stream: ``header`` (start, end), ``metadata``,
+    ``frames`` [dict(start, table, table_end, payload, payload_len, end)], ``index``,
+    ``end`` (each (start, end) or None)."""
+    layout = parse_body(data)
+    pos = layout["end"] + 4
     out = {"header": (0, pos), "metadata": None, "frames": [], "index": None}
     if data[pos:pos + 2] == b"HM":
         length = struct.unpack_from("<I", data, pos + 2)[0]
@@ -186,7 +187,8 @@ def frame_spans(data: bytes) -> dict:
     while data[pos:pos + 2] == b"HF":
         start = pos
         _, p = read_varint(data, pos + 2)
-        _, p = read_varint(data, p)
+        frame_samples, p = read_varint(data, p)
+        segments = -(-frame_samples // layout["segment_length"])  # S
         flags = data[p]
         p += 1
         table = p
@@ -207,10 +209,14 @@ def frame_spans(data: bytes) -> dict:
                 c, p = read_varint(data, p)
                 n, p = read_varint(data, p)
                 words.append(n)
-                if c == 1:
+                if c == 1:  # state, its cut table, a slope per segment held if cuttable
                     state, p = read_varint(data, p)
-                    assert state == 0, "frame_spans reads uncut units only"
-                p += 1
+                    cuts = 0 if state == 0 else (segments - 1 if state == 1 else state - 2)
+                    for _ in range(cuts):
+                        _, p = read_varint(data, p)
+                    p += 1 if state == 0 else (segments if state == 1 else state - 1)
+                else:
+                    p += 1
         size = 4 * sum(words)
         out["frames"].append(dict(start=start, table=table, table_end=p, payload=p + 4,
                                   payload_len=size, end=p + 4 + size + 4))
