@@ -506,9 +506,12 @@ class _StreamDecoder:
                 net, model_id = load_model(model)
         check_model(header, model_id, model, name)
         full = layer_count(net)
+        expected_segment = net.config.segment_length if net.config.payload == 4 else \
+            net.config.frame_length
         if header.levels != net.config.levels or \
                 header.frame_length != net.config.frame_length \
-                or header.num_layers > full or (header.version >= 4 and header.num_layers != full):
+                or header.num_layers > full or (header.version >= 4 and header.num_layers != full) \
+                or (header.version >= 4 and header.segment_length != expected_segment):
             raise CorruptStreamError(f"{name}: header disagrees with its model")
         self.lossless = header.complete if header.version >= 4 else header.num_layers == full
         self.info = AudioInfo(header.sample_rate, header.channels, header.num_samples,

@@ -130,8 +130,8 @@ class ScaleTables:
             f = self.freq[self.offset[k]: self.offset[k] + sizes[k]]
             self._cost[self.offset[k]: self.offset[k] + sizes[k]] = (
                 np.log2(f.sum()) - np.log2(f) + self.shift[k])
-        if exact:
-            self._delta_model = integer_model(delta_frequencies(self.num_classes))
+        if exact:  # format 4: the model file carries the class-difference table
+            self._delta_model = integer_model(arrays["table_delta"])
         else:
             self._delta_model = _model.Categorical(
                 _delta_probabilities(self.num_classes), perfect=False)
@@ -262,8 +262,10 @@ class SymbolReader:
         if len(payload) % 4:
             raise CorruptStreamError(f"{what}: payload length {len(payload)} is not whole words")
         self.what = what
-        self._coder = constriction.stream.stack.AnsCoder(
-            np.frombuffer(payload, "<u4").astype(np.uint32))
+        words = np.frombuffer(payload, "<u4").astype(np.uint32)
+        # constriction refuses some word streams outright (one that ends in a zero
+        # word): damage behind a valid CRC, so a corrupt payload like any other.
+        self._coder = self._guard(lambda: constriction.stream.stack.AnsCoder(words))
 
     def categorical(self, count: int, model) -> np.ndarray:
         if count == 0:
@@ -299,7 +301,7 @@ class SymbolReader:
 
     def finish(self) -> None:
         """Every word must have been consumed: leftovers mean a damaged or foreign payload."""
-        if not self._coder.is_empty():
+        if not self._coder.is_empty() or self._coder.num_words():
             raise CorruptStreamError(f"{self.what}: data left over after decoding")
 
     def _guard(self, fn):

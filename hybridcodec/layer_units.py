@@ -26,7 +26,10 @@ def layer_groups(header: StreamHeader) -> int:
     """Precision groups per band (version 4: in the header; 1-3: in its extra keys)."""
     if header.version >= 4:
         return int(header.groups)
-    return int(header.extra.get(GROUPS_KEY, 1))
+    groups = header.extra.get(GROUPS_KEY)
+    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= 64:
+        raise CorruptStreamError(f"header: {GROUPS_KEY} missing or out of range")
+    return groups
 
 
 def frame_from_layers(header: StreamHeader, index: int, num_samples: int,

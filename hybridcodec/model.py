@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .cascade import NLMS, SIGN_LMS, Cascade
-from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables
+from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables, delta_frequencies
 from .errors import ModelError
 from .intconv import MAX_HIDDEN, MAX_TAPS, IntConv
 from .lifting import LiftingWavelet
@@ -39,6 +39,10 @@ from .perceptual.grid import EnvelopeGrid, envelope_grid
 
 ENVELOPE_SYMBOLS = 2 * _ENVELOPE_RANGE + 3
 ENVELOPE_KEYS = ("envelope_fine", "envelope_coarse")
+#: format 4 models also carry the integer table of scale-class differences (built from a
+#: float formula once, when the model is made: a float computed at load time could
+#: round differently on another machine)
+FORMAT4_KEYS = ENVELOPE_KEYS + ("table_delta",)
 
 MODEL_MAGIC = "hybridcodec-model"
 MODEL_FORMAT_VERSION = 3
@@ -107,8 +111,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # A model with short frames (tests, small experiments) cuts them whole.
-        if isinstance(self.segment_length, int) and isinstance(self.frame_length, int) and \
-                self.segment_length > self.frame_length > 0:
+        if self.payload == 4 and isinstance(self.segment_length, int) and \
+                isinstance(self.frame_length, int) and self.segment_length > self.frame_length > 0:
             self.segment_length = self.frame_length
 
     def block_length(self, level: int) -> int:
@@ -140,7 +144,7 @@ def validate_config(cfg: ModelConfig) -> None:
     _int_in(cfg, "block_time", 1, 1 << 16)
     _int_in(cfg, "min_block", 1, 1 << 16)
     _int_in(cfg, "coarse_taps", 0, 32)
-    _int_in(cfg, "feature_mu", 0, 1 << 12)
+    _int_in(cfg, "feature_mu", 0, 1 << 10)
     _int_in(cfg, "shift_block", 0, 1 << 20)
     _int_in(cfg, "anchor_planes", 0, 7)
     if not isinstance(cfg.cross_channel, bool):
@@ -156,16 +160,23 @@ def validate_config(cfg: ModelConfig) -> None:
                     isinstance(v, bool) or not isinstance(v, int) for v in stage):
                 raise ValueError(f"config {name}: a stage is [kind, order, mu] (integers)")
             kind, order, mu = stage
-            if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 1024 or not 0 <= mu <= 1 << 12:
+            # int64 bounds (cascade.py): an NLMS update multiplies err * mu * 2**12
+            if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 256 or not 0 <= mu <= 1 << 10:
                 raise ValueError(f"config {name}: stage {list(stage)} out of range")
     if cfg.payload not in PAYLOADS or isinstance(cfg.payload, bool):
         raise ValueError(f"config payload={cfg.payload!r} is not one of {PAYLOADS}")
     if cfg.payload == 4:
         seg = cfg.segment_length
-        if isinstance(seg, bool) or not isinstance(seg, int) or seg < 1 << cfg.levels or \
-                seg > cfg.frame_length or seg & (seg - 1):
+        # Segments shorter than 1024 samples would let a cut come closer to the band
+        # above's than the nets' reach (the one-segment margin of a cut); at most 1024
+        # segments a frame (the container's limit).
+        low = max(1 << cfg.levels, min(1 << 10, cfg.frame_length))
+        if isinstance(seg, bool) or not isinstance(seg, int) or seg < low or \
+                seg > cfg.frame_length or seg & (seg - 1) or cfg.frame_length > seg << 10:
             raise ValueError(f"config segment_length={seg!r} must be a power of two from "
-                             f"2**levels to frame_length")
+                             f"{low} to frame_length, at least frame_length / 1024")
+    if (cfg.levels + 1) * (cfg.anchor_planes + 2) > 64:
+        raise ValueError("config: (levels + 1) * (anchor_planes + 2) layers exceed 64")
         env = cfg.envelope
         if not isinstance(env, dict) or set(env) != set(DEFAULT_ENVELOPE):
             raise ValueError(f"config envelope must have exactly the keys "
@@ -229,6 +240,7 @@ class HybridModel:
             if c.payload == 4:
                 arrays["envelope_fine"] = envelope_table(c.envelope["fine"]["scale"])
                 arrays["envelope_coarse"] = envelope_table(c.envelope["coarse"]["scale"])
+                arrays["table_delta"] = delta_frequencies(arrays["table_shift"].size)
             self._table_arrays = arrays
         return self._table_arrays
 
@@ -340,6 +352,10 @@ class HybridModel:
                 config = {**_VERSION_1_DEFAULTS, **config}
             if version <= 2:
                 config = {**_VERSION_2_DEFAULTS, **config}
+            else:  # a version 3 file names every key: nothing comes from this build's defaults
+                missing = {f.name for f in fields(ModelConfig)} - set(config)
+                if missing:
+                    raise ValueError(f"missing config keys {sorted(missing)}")
             unknown = set(config) - {f.name for f in fields(ModelConfig)}
             if unknown:
                 raise ValueError(f"unknown config keys {sorted(unknown)}")
@@ -361,7 +377,7 @@ class HybridModel:
             net.set_arrays({k[len(prefix) + 1:]: v for k, v in arrays.items()
                             if k.startswith(prefix + ".")})
         tables = {}
-        keys = TABLE_KEYS + (ENVELOPE_KEYS if self.config.payload == 4 else ())
+        keys = TABLE_KEYS + (FORMAT4_KEYS if self.config.payload == 4 else ())
         for key in keys:
             a = np.asarray(arrays[key])
             if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
@@ -416,10 +432,11 @@ def _check_tables(t: dict[str, np.ndarray], spec: TableSpec, exact: bool) -> Non
         sums = np.add.reduceat(freq, offset[1:]) if k > 1 else np.zeros(0, np.int64)
         if (sums != 1 << TABLE_PRECISION).any():
             raise ValueError("tables: a class's frequencies do not sum to 2**24")
-        for key in ("envelope_fine", "envelope_coarse"):
-            env = t.get(key)
-            if env is None or env.size != ENVELOPE_SYMBOLS or env.min() < 1 or \
-                    int(env.sum()) != 1 << TABLE_PRECISION:
+        for key, size in (("envelope_fine", ENVELOPE_SYMBOLS),
+                          ("envelope_coarse", ENVELOPE_SYMBOLS), ("table_delta", 2 * k - 1)):
+            table = t.get(key)
+            if table is None or table.size != size or table.min() < 1 or \
+                    int(table.sum()) != 1 << TABLE_PRECISION:
                 raise ValueError(f"tables: invalid {key} table")
 
 

@@ -321,8 +321,10 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
         pcm = np.stack([x << int(k) for x, k in zip(signals, shifts)], axis=1)
     if not exact:
         pcm = np.clip(pcm, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    # precision per envelope band and slot: how many of its band's groups reach it (a
-    # complete group reaches every slot, also the stream's last one, centred past the end)
+    # precision per envelope band and slot: how many of its band's groups, from the anchor
+    # on, reach it. A complete group reaches every slot (also the stream's last one,
+    # centred past the end); a group past one that stops short counts for nothing there
+    # (an empty refinement is "complete" however little of its anchor is kept).
     complete = np.array([[kept.get(lay.layer_of[(band, g)], 0) == total
                           for g in range(lay.groups)] for band in range(L + 1)])
     coded = np.zeros((grid.num_bands, slots), np.int64)
@@ -330,7 +332,7 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
     for e, level in enumerate(grid.band_level):
         band = L - level + 1
         pos = centres >> band_shift(band, L)
-        coded[e] = ((pos[:, None] < coverage[band][None, :]) | complete[band][None, :]).sum(
-            axis=1)
+        reach = (pos[:, None] < coverage[band][None, :]) | complete[band][None, :]
+        coded[e] = np.cumprod(reach, axis=1).sum(axis=1)
     return FrameDecode(pcm, q, coded, exact)
 

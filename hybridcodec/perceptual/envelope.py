@@ -28,7 +28,7 @@ from .grid import EnvelopeGrid, band_power, stft
 
 QMAX = 255
 RANGE = 12
-ESCAPE_BITS = 8
+ESCAPE_BITS = 10  # a first value predicted across a step change can be 500+ off
 FIRST_BITS = 8
 
 

@@ -104,7 +104,9 @@ def envelope_grid(sample_rate: int, levels: int, slot_ms: float,
         span = erb_rate(f_top) - erb_rate(f_lo)
         count = max(1, int(round(span / erb_per_band)))
         edges_hz = list(erb_frequency(np.linspace(erb_rate(f_lo), erb_rate(f_top), count + 1)))
-    bins = sorted({int(np.ceil(f / df)) for f in edges_hz})
+    # ceil with a margin: an edge that is a whole bin in exact arithmetic (fs/2**(L+1)
+    # always is) must not move up by one on a platform whose float rounding differs
+    bins = sorted({int(np.ceil(f / df - 1e-6)) for f in edges_hz})
     bins = [min(max(b, 1), nyquist_bin + 1) for b in bins]
     if sample_rate / 2 > TOP_HZ:
         bins.append(nyquist_bin + 1)
