@@ -109,12 +109,38 @@ def ladder_summary(reports: list[LadderReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kind(info, bits: int) -> str | None:
+    """The README's columns: CD-quality stereo at 44.1 and at 48 kHz, mono at 44.1 kHz."""
+    if bits == 16 and info.channels == 2 and info.samplerate in (44100, 48000):
+        return f"stereo {info.samplerate / 1000:g} kHz"
+    if bits == 16 and info.channels == 1 and info.samplerate == 44100:
+        return "mono 44.1 kHz"
+    return None
+
+
+def _per_kind(per_kind: dict[str, dict[str, list[float]]]) -> list[str]:
+    kinds = sorted(per_kind)
+    lines = ["Typical kbit/s per tier: median [min-max] over the files of each kind (each "
+             "file's rate: its bytes over its length).", "",
+             "| tier | " + " | ".join(f"{k} ({len(per_kind[k]['lossless'])} files)"
+                                     for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    for tier in TIERS:
+        cells = []
+        for k in kinds:
+            v = per_kind[k].get(tier, [])
+            cells.append(f"{statistics.median(v):.0f} [{min(v):.0f}-{max(v):.0f}]" if v else "n/a")
+        lines.append(f"| {tier} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def sizes_only(files: list[Path], model: str | None) -> str:
     """Every tier's total size over ``files`` (whole files) against raw PCM."""
     totals = {t: 0 for t in TIERS}
     cd_totals = {t: 0 for t in TIERS}
     pcm = cd_pcm = 0
     seconds = cd_seconds = 0.0
+    per_kind: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="hybridcodec-sizes-") as tmp:
         for i, path in enumerate(files):
             info = sf.info(str(path))
@@ -130,6 +156,7 @@ def sizes_only(files: list[Path], model: str | None) -> str:
             if cd:
                 cd_pcm += raw
                 cd_seconds += info.duration
+            kind = _kind(info, bits)
             for tier in TIERS:
                 cut = os.path.join(tmp, "cut.hyb")
                 truncate_file(full, cut, tier=tier, overwrite=True)
@@ -137,7 +164,10 @@ def sizes_only(files: list[Path], model: str | None) -> str:
                 totals[tier] += size
                 if cd:
                     cd_totals[tier] += size
-    lines = [f"{len(files)} files, {seconds:.1f} s, raw PCM {pcm} bytes (CD-quality stereo "
+                if kind:
+                    per_kind.setdefault(kind, {}).setdefault(tier, []).append(
+                        8 * size / info.duration / 1000)
+    lines = _per_kind(per_kind) + ["", f"{len(files)} files, {seconds:.1f} s, raw PCM {pcm} bytes (CD-quality stereo "
              f"subset: 16-bit, 2 channels, 44.1/48 kHz: {cd_seconds:.1f} s, {cd_pcm} bytes). "
              "size / PCM: sum of bytes over the files / sum of raw PCM bytes.", "",
              "| tier | bytes | size / PCM | kbit/s | CD-quality stereo: size / PCM | kbit/s |",
@@ -165,13 +195,15 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--sizes-only", action="store_true",
                     help="only sizes per tier over a whole set (see --set)")
-    ap.add_argument("--set", default="music", help="corpus set for --sizes-only")
+    ap.add_argument("--set", nargs="+", default=["music"],
+                    help="corpus sets for --sizes-only (e.g. music instruments)")
     ap.add_argument("--output", type=Path, help="also write the markdown here")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     if args.sizes_only:
-        files = args.files or sorted((CORPUS / args.set).glob("*.flac"))
-        text = f"# Tier sizes: {args.set}\n\n" + sizes_only(files, args.model)
+        files = args.files or [f for name in args.set
+                               for f in sorted((CORPUS / name).glob("*.flac"))]
+        text = f"# Tier sizes: {' + '.join(args.set)}\n\n" + sizes_only(files, args.model)
     else:
         files = args.files or DEFAULT_FILES
         reports = []

@@ -72,6 +72,7 @@ class Result:
     visqol: float
     hf_db: float | None = None  # 12-20 kHz level against the source
     seam_db: float | None = None  # worst frame boundary: >8 kHz energy against around it
+    lossless: bool = False  # the target is above the lossless rate: the whole stream
 
 
 @dataclass
@@ -161,8 +162,10 @@ def run_item(item: Item, rates, tmp: Path, visqol: Visqol, speed: Speed,
         speed.decode.append(item.seconds / (time.perf_counter() - start))
         deg = _float(wav)
         kbps = 8 * os.path.getsize(cut) / item.seconds / 1000
+        complete = hybridcodec.container.read_stream_layout(cut).header.complete
         out.append(Result(item.name, "hybridcodec", n, kbps, visqol.score(ref, deg, item.rate),
-                          hf_level_db(ref, deg, item.rate), seam_db(deg, item.rate, frame_length)))
+                          hf_level_db(ref, deg, item.rate), seam_db(deg, item.rate, frame_length),
+                          lossless=complete))
         if not references:
             continue
         for codec in ("mp3", "opus"):
@@ -204,10 +207,12 @@ def report(results: list[Result], rates, speed: Speed, items: list[Item]) -> str
                            v["hybridcodec"] >= prev - 1e-9))
         prev = v["hybridcodec"]
     hyb = [r for r in results if r.codec == "hybridcodec"]
-    ratios = [r.kbps / r.target for r in hyb]
+    ratios = [r.kbps / r.target for r in hyb if not r.lossless] or [math.nan]
     lines += ["", "hybridcodec, over every item and rate:", "",
-              f"- real rate / target: {min(ratios):.3f} .. {max(ratios):.3f} "
-              f"(mean {_mean(ratios):.3f})",
+              f"- real rate / target (where the target is below the lossless rate): "
+              f"{min(ratios):.3f} .. {max(ratios):.3f} (mean {_mean(ratios):.3f}); "
+              f"{sum(r.lossless for r in hyb)} of {len(hyb)} targets were at or above it "
+              f"(the whole, lossless stream)",
               f"- 12-20 kHz level vs source: {min(r.hf_db for r in hyb):+.1f} .. "
               f"{max(r.hf_db for r in hyb):+.1f} dB",
               f"- frame boundaries, energy above 8 kHz within 2 ms vs the 20 ms around: worst "

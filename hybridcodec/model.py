@@ -163,6 +163,8 @@ def validate_config(cfg: ModelConfig) -> None:
             # int64 bounds (cascade.py): an NLMS update multiplies err * mu * 2**12
             if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 256 or not 0 <= mu <= 1 << 10:
                 raise ValueError(f"config {name}: stage {list(stage)} out of range")
+    if (cfg.levels + 1) * (cfg.anchor_planes + 2) > 64:
+        raise ValueError("config: (levels + 1) * (anchor_planes + 2) layers exceed 64")
     if cfg.payload not in PAYLOADS or isinstance(cfg.payload, bool):
         raise ValueError(f"config payload={cfg.payload!r} is not one of {PAYLOADS}")
     if cfg.payload == 4:
@@ -175,8 +177,6 @@ def validate_config(cfg: ModelConfig) -> None:
                 seg > cfg.frame_length or seg & (seg - 1) or cfg.frame_length > seg << 10:
             raise ValueError(f"config segment_length={seg!r} must be a power of two from "
                              f"{low} to frame_length, at least frame_length / 1024")
-    if (cfg.levels + 1) * (cfg.anchor_planes + 2) > 64:
-        raise ValueError("config: (levels + 1) * (anchor_planes + 2) layers exceed 64")
         env = cfg.envelope
         if not isinstance(env, dict) or set(env) != set(DEFAULT_ENVELOPE):
             raise ValueError(f"config envelope must have exactly the keys "

@@ -194,6 +194,33 @@ def test_inconsistent_model_file(tmp_path, name, edit):
     _assert_model_error(path)
 
 
+def _edit_config(arrays: dict, change) -> None:
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    change(meta["config"])
+    _set_meta(arrays, json.dumps(meta))
+
+
+@pytest.mark.parametrize("name, change", [
+    ("envelope-missing-key", lambda c: c["envelope"].pop("slot_ms")),
+    ("envelope-slot-too-long", lambda c: c["envelope"].__setitem__("slot_ms", 1000.0)),
+    ("envelope-fine-levels-above-levels", lambda c: c["envelope"].__setitem__("fine_levels", 9)),
+    ("envelope-step-zero", lambda c: c["envelope"]["coarse"].__setitem__("step", 0.0)),
+    ("envelope-decimate-float", lambda c: c["envelope"]["fine"].__setitem__("decimate", 1.5)),
+    ("segments-below-1024", lambda c: c.__setitem__("segment_length", 512)),
+    ("segments-not-power-of-two", lambda c: c.__setitem__("segment_length", 3 << 12)),
+    ("cascade-order-too-long", lambda c: c["detail_cascade"][0].__setitem__(1, 4096)),
+    ("cascade-step-too-large", lambda c: c["coarse_cascade"][0].__setitem__(2, 1 << 12)),
+    ("too-many-layers", lambda c: c.update(levels=12, anchor_planes=7)),
+    ("missing-key", lambda c: c.pop("cross_channel")),
+])
+def test_out_of_range_config_is_a_model_error(tmp_path, name, change):
+    """Every config rule of the format spec rejects the file with a one-line error (the
+    payload-4 rules were once unreachable behind another check)."""
+    path = tmp_path / f"{name}.hcm"
+    path.write_bytes(_rewrite_npz(_default_bytes(), lambda a: _edit_config(a, change)))
+    _assert_model_error(path)
+
+
 def test_zip_that_is_not_a_model(tmp_path):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
