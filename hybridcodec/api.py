@@ -250,7 +250,8 @@ class AudioStream:
     ``tier`` (``"lossless"`` or the tier it was cut to), ``lossless`` (every layer is
     there: the decode is bit-exact and its MD5 is checked), ``model_id``, and ``md5_ok``:
     None until :meth:`blocks` has run to its end, then True for a lossless stream whose
-    audio matched its MD5 (a mismatch raises instead), None for a lower tier.
+    audio matched its MD5 (a mismatch raises instead), None for a lower tier or a partial
+    range (:meth:`seek`, ``blocks(start, stop)``).
     """
 
     def __init__(self, fp: BinaryIO, name: str, owned: bool, *, model, fill: str,
@@ -261,6 +262,7 @@ class AudioStream:
         self._owned = owned
         self._blocks: Generator[np.ndarray, None, None] | None = None
         self._started = False
+        self._position = 0  # where the next blocks() starts (seek)
         try:
             self._decoder = _StreamDecoder(fp, name, model=model, ignore_errors=False,
                                            jobs=jobs, fill=fill, seed=seed)
@@ -279,26 +281,57 @@ class AudioStream:
         self.model_id: str = h.model_id
         self.md5_ok: bool | None = None
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def seek(self, sample) -> None:
+        """Set where the next :meth:`blocks` starts: a sample number (per channel,
+        ``0 <= sample < num_samples``) or a time string as ``hybridcodec decode --skip``
+        takes it (``"1:30"``, ``"0:12.5"``). An iteration still running is stopped. The
+        decode from there is sample-exactly the whole decode's (lower tiers included)
+        and costs about one frame's decode (two for a lower tier), found through the
+        stream's index; on a file object that cannot seek (a pipe) only forward."""
+        from .timecode import resolve
+
+        if self._fp is None:
+            raise UsageError("the stream is closed")
+        start, _ = resolve(sample, None, self.num_samples, self.sample_rate)
+        self._stop_iteration()
+        self._position = start
+        self._started = False
+
+    def blocks(self, start=None, stop=None) -> Iterator[np.ndarray]:
         """The decoded PCM, one frame per block: ``int32`` arrays of shape ``(n,
         channels)``, ``frame_length`` samples each but the last; memory stays bounded.
 
+        ``start`` / ``stop``: only the samples ``[start, stop)``, sample-exactly those of
+        the whole decode (the first and last blocks are cut to the range); ints are
+        sample numbers, a negative ``stop`` counts from the end, strings take the
+        ``--skip`` / ``--until`` syntax (see :func:`hybridcodec.decode`). ``start``
+        defaults to where :meth:`seek` went (else 0), ``stop`` to the end. A range
+        outside the stream or an empty one is a :class:`~hybridcodec.errors.UsageError`.
+
         A damaged stream raises :class:`~hybridcodec.errors.CorruptStreamError` at the
-        frame where the damage is; for a lossless stream the MD5 of all the audio is
-        checked after the last block, so a mismatch raises when the iteration ends: the
-        blocks are only known to be right once it has ended without an error. The
-        blocks can be iterated once.
+        frame where the damage is; for a lossless stream decoded whole the MD5 of all the
+        audio is checked after the last block, so a mismatch raises when the iteration
+        ends: the blocks are only known to be right once it has ended without an error.
+        A partial range cannot be checked against the MD5 (:attr:`md5_ok` stays None;
+        each frame's CRC still is). The blocks can be iterated once per
+        :func:`open_stream` or :meth:`seek`.
         """
+        from .timecode import resolve
+
         if self._fp is None:
             raise UsageError("the stream is closed")
         if self._started:
-            raise UsageError("blocks() can be iterated only once per open_stream()")
+            raise UsageError("blocks() can be iterated only once per open_stream() or "
+                             "seek()")
+        first, last = resolve(self._position if start is None else start, stop,
+                              self.num_samples, self.sample_rate)
         self._started = True
-        self._blocks = self._iterate()
+        self.md5_ok = None
+        self._blocks = self._iterate(first, last)
         return self._blocks
 
-    def _iterate(self) -> Iterator[np.ndarray]:
-        blocks = self._decoder.blocks()
+    def _iterate(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        blocks = self._decoder.blocks(start, stop)
         try:
             yield from blocks
             self._decoder.finish()
@@ -306,12 +339,15 @@ class AudioStream:
         finally:
             blocks.close()  # a loop left early: stop the worker processes (jobs > 1) now
 
-    def close(self) -> None:
-        """Stop decoding and close the file that :func:`open_stream` opened (a file
-        object passed in stays open)."""
+    def _stop_iteration(self) -> None:
         blocks, self._blocks = self._blocks, None
         if blocks is not None:
             blocks.close()
+
+    def close(self) -> None:
+        """Stop decoding and close the file that :func:`open_stream` opened (a file
+        object passed in stays open)."""
+        self._stop_iteration()
         fp, self._fp = self._fp, None
         if fp is not None and self._owned:
             fp.close()
@@ -375,7 +411,8 @@ def open_stream(src: str | os.PathLike | BinaryIO | bytes, *,
 
 
 def decode_bytes(data: bytes, *, model: str | os.PathLike | None = None,
-                 fill: str = "sample", seed: int = 0) -> tuple[np.ndarray, int]:
+                 fill: str = "sample", seed: int = 0, skip: int | str | None = None,
+                 until: int | str | None = None) -> tuple[np.ndarray, int]:
     """Decode a whole ``.hyb`` stream held in memory: ``(pcm, sample_rate)``, ``pcm`` an
     ``int32`` array of shape ``(frames, channels)``, right-justified at the stream's bit
     depth (``open_stream(data).bits_per_sample``).
@@ -384,17 +421,23 @@ def decode_bytes(data: bytes, *, model: str | os.PathLike | None = None,
     is filled in per ``fill`` and ``seed`` (see :func:`open_stream`). For a stream too
     long to hold decoded, iterate :meth:`AudioStream.blocks` instead.
 
+    ``skip`` / ``until``: only the samples ``[skip, until)``, exactly those of the whole
+    decode, as for :func:`hybridcodec.decode` (ints are samples, a negative ``until``
+    counts from the end; strings as ``--skip`` / ``--until``: ``"0:12.5"``, ``"-0:10"``).
+
     >>> import numpy as np, hybridcodec
     >>> pcm = np.array([[0, 1], [-2, 3], [4, -5]], dtype=np.int16)
     >>> out, rate = hybridcodec.decode_bytes(hybridcodec.encode_array(pcm, 16000))
     >>> out.tolist(), rate
     ([[0, 1], [-2, 3], [4, -5]], 16000)
+    >>> hybridcodec.decode_bytes(hybridcodec.encode_array(pcm, 16000), skip=1)[0].tolist()
+    [[-2, 3], [4, -5]]
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise UsageError(f"decode_bytes takes the stream's bytes, got {type(data).__name__} "
                          "(for paths and file objects use open_stream)")
     with open_stream(data, model=model, fill=fill, seed=seed) as stream:
-        blocks = list(stream.blocks())
+        blocks = list(stream.blocks(skip, until))
         rate, channels = stream.sample_rate, stream.channels
     pcm = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.int32)
     return pcm, rate

@@ -159,14 +159,21 @@ def summary_line(src: str, dst: str, report, verb: str = "encode") -> str:
     input for ``decode`` (``a.hyb -> a.wav: 0.51 MB (41.2 % of PCM) -> 1.23 MB, ...``)."""
     src = "<stdin>" if src == STDIO else src
     dst = "<stdout>" if dst == STDIO else dst
-    audio_s = report.num_samples / report.sample_rate if report.sample_rate > 0 else 0.0
+    span = getattr(report, "range", None)
+    done = span[1] - span[0] if span else report.num_samples
+    audio_s = done / report.sample_rate if report.sample_rate > 0 else 0.0
     if report.seconds > 0:
         speed = f"{audio_s / report.seconds:.1f}x realtime"
     else:
         speed = "instant"
     before, after = _fmt_size(report.input_bytes), _fmt_size(report.output_bytes)
     if verb == "decode":
-        before += f" ({_of_pcm(report.input_bytes, report)})"
+        if span and src == "<stdin>":  # read only as far as the range: size unknown
+            before += " read"
+        else:
+            before += f" ({_of_pcm(report.input_bytes, report)})"
+        if span:
+            after += f" (samples {span[0]}..{span[1] - 1})"
     else:
         after += f" ({_of_pcm(report.output_bytes, report)})"
     return f"{src} -> {dst}: {before} -> {after}, {speed}"
@@ -400,7 +407,8 @@ class _Run:
             kw["jobs"] = self.args.jobs
         if getattr(self.args, "ignore_errors", False):
             kw["ignore_errors"] = True
-        for name in ("tier", "kbps", "fill", "seed"):  # encode --tier/--kbps, decode --fill/--seed
+        # encode --tier/--kbps, decode --fill/--seed/--skip/--until
+        for name in ("tier", "kbps", "fill", "seed", "skip", "until"):
             if getattr(self.args, name, None) is not None:
                 kw[name] = getattr(self.args, name)
         if getattr(self.args, "no_metadata", False):
@@ -645,6 +653,26 @@ def _seed_arg(text: str) -> int:
     return value
 
 
+def _position_arg(what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        from .timecode import parse
+
+        try:
+            parse(text, what)
+        except UsageError as exc:
+            message = str(exc)
+            prefix = f"{what} {text!r}: "
+            raise argparse.ArgumentTypeError(
+                message[len(prefix):] if message.startswith(prefix) else message) from None
+        return text  # resolved against each stream's rate and length when it is decoded
+
+    return check
+
+
+_skip_arg = _position_arg("skip")
+_until_arg = _position_arg("until")
+
+
 def _tier_choices() -> list[str]:
     from .tiers import TIERS
 
@@ -710,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "decodes the same audio")
 
     def coding_verb(name: str, help_: str, default: str, out_suffix: str) -> argparse.ArgumentParser:
-        extra = " [--ignore-errors]" if name == "decode" else ""
+        extra = " [--skip T] [--until T] [--ignore-errors]" if name == "decode" else ""
         p = sub.add_parser(
             name,
             help=help_,
@@ -769,6 +797,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the output and exit with 6 (default: stop at the first problem, no output)",
     )
     fill_options(decode)
+    decode.add_argument("--skip", metavar="T", type=_skip_arg,
+                        help="start at T: a sample number (441000) or a time M:SS.SS "
+                        "(1:30, 0:12.5), as flac's --skip; the output holds exactly the "
+                        "samples of the whole decode from there")
+    decode.add_argument("--until", metavar="T", type=_until_arg,
+                        help="stop before T (as flac's --until): a sample number or a time "
+                        "M:SS.SS, -T counting back from the end (-0:10), +T forward from "
+                        "--skip (+0:10); default: the end")
     decode.add_argument("--no-metadata", action="store_true",
                         help="write none of the metadata stored with the stream")
     p = sub.add_parser(
@@ -826,9 +862,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in parser.verbs:
         return parser.parse_args(argv)
-    args = parser.verbs[argv[0]].parse_intermixed_args(argv[1:])
+    rest = argv[1:]
+    if argv[0] == "decode":
+        rest = _join_negative_until(rest)
+    args = parser.verbs[argv[0]].parse_intermixed_args(rest)
     args.verb = argv[0]
     return args
+
+
+def _join_negative_until(argv: list[str]) -> list[str]:
+    """``--until -0:10`` as ``--until=-0:10``: argparse takes a value that starts with
+    ``-`` and is not a plain negative number for an option (flac's documentation writes
+    ``--until=-mm:ss``; both forms work here)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--until" and i + 1 < len(argv) and argv[i + 1][:1] == "-" \
+                and argv[i + 1][1:2].isdigit():
+            out.append(f"--until={argv[i + 1]}")
+            i += 2
+            continue
+        if argv[i] == "--":
+            out += argv[i:]
+            break
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 class Terminated(KeyboardInterrupt):

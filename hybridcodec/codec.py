@@ -8,6 +8,7 @@ bounded whatever the file length.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -67,6 +68,9 @@ class CodingReport:
     notes: list[str] = field(default_factory=list)
     #: bits per sample of the audio: with the sample and channel counts, the raw PCM size
     bits_per_sample: int = 0
+    #: decode with ``skip`` / ``until``: the samples ``[start, stop)`` written (None: the
+    #: whole stream). ``num_samples`` stays the stream's length.
+    range: tuple[int, int] | None = None
 
     @property
     def clean(self) -> bool:
@@ -459,6 +463,7 @@ class _DecodeResult:
     md5_ok: bool | None
     bytes_read: int
     notes: list[str] = field(default_factory=list)
+    range: tuple[int, int] | None = None
 
 
 def _stream_metadata(header: StreamHeader, name: str, ignore_errors: bool,
@@ -476,6 +481,20 @@ def _stream_metadata(header: StreamHeader, name: str, ignore_errors: bool,
             raise CorruptStreamError(f"{name}: {exc}") from None
         warnings.append(f"{str(exc).replace('corrupt stream: ', '')}: metadata not restored")
         return None
+
+
+#: A lower tier's fill (:class:`~hybridcodec.perceptual.fill.EnvelopeFill`) carries state
+#: across frames: its overlap-add, and level corrections that analyse the output around
+#: each slot, the slot before included. It processes a frame's slots in one batch (all
+#: but the last, which waits for the next frame's samples), and within a batch a slot's
+#: output depends on the batch's past only through its first two slots, so with at
+#: least FILL_EXACT_SLOTS slots per frame (every shipped model: 256 at 44.1 kHz) a fill
+#: started one frame early gives the whole decode's output bit for bit from the next
+#: frame on. With fewer (models with tiny frames) every slot is a batch of its own and
+#: the dependence is a chain that decays (about 50x every two hops, down to float
+#: rounding, 1e-12 of a sample): the fill then starts FILL_WARMUP_HOPS hops early.
+FILL_EXACT_SLOTS = 8
+FILL_WARMUP_HOPS = 64
 
 
 class _StreamDecoder:
@@ -523,16 +542,88 @@ class _StreamDecoder:
         self.warnings: list[str] = []
         self.md5_ok: bool | None = None
         self.done = 0  # samples (per channel) yielded
+        #: the samples [start, stop) that blocks() decodes, and whether that is less than
+        #: the whole stream (then the MD5 cannot be checked)
+        self.range = (0, header.num_samples)
+        self.partial = False
+        self._used = False  # blocks() has read frames: another call seeks first
         self._net, self._model, self._jobs = net, model, jobs
         self._ignore_errors, self._fill, self._seed = ignore_errors, fill, seed
         self._md5 = hashlib.md5()
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        """Each frame's PCM, in order; damaged frames as silence (``ignore_errors``)."""
+    def blocks(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Each frame's PCM, in order; damaged frames as silence (``ignore_errors``).
+
+        ``start`` / ``stop``: only the samples ``[start, stop)`` (checked by the caller:
+        ``0 <= start < stop <= num_samples``, or the whole stream), sample-exactly those
+        of the whole decode. The reader seeks to the frame that holds ``start``
+        (:meth:`StreamReader.seek_frame`: the index of format 4, else frame headers
+        walked; a pipe reads forward), and decoding stops once ``stop`` is reached; the
+        first and last blocks are cut to the range. A lower tier's fill runs across frame
+        boundaries, so it starts a frame earlier (:data:`FILL_EXACT_SLOTS`) and runs over
+        that frame, whose output is dropped: from the frame that holds ``start`` on it
+        carries the state it has in the whole decode (tests/test_seek.py compares). A
+        partial range cannot be checked against the stream's MD5 (:attr:`md5_ok` stays
+        None; nor is the end chunk read when the range stops short of it); every frame's
+        CRC still is.
+        """
+        header = self.header
+        total = header.num_samples
+        stop = total if stop is None else stop
+        self.range = (start, stop)
+        self.partial = (start, stop) != (0, total)
+        frame_length = header.frame_length
+        first = start // frame_length if start < total else header.num_frames
+        if first and self._fill_active():
+            first = max(first - self._fill_warmup(), 0)
+        if first or self._used:
+            try:
+                self.stream.seek_frame(first)
+            except ValueError as exc:  # a pipe that has been read past the frame
+                raise UsageError(f"{self.name}: {exc}") from None
+        self._used = True
+        self.done = 0
+        self.damaged = []
+        self._md5 = hashlib.md5()
+        pos = first * frame_length  # stream sample of the next block's first sample
+        blocks = self._blocks(first)
+        try:
+            for pcm in blocks:
+                n = pcm.shape[0]
+                lo, hi = max(start - pos, 0), min(stop - pos, n)
+                pos += n
+                if hi > lo:
+                    out = pcm if (lo, hi) == (0, n) else pcm[lo:hi]
+                    self.done += out.shape[0]
+                    yield out
+                if pos >= stop and self.partial:
+                    break
+        finally:
+            blocks.close()
+            self.warnings = list(self.stream.problems) + self._meta_warnings
+
+    def _fill_warmup(self) -> int:
+        """Frames the fill runs over before the frame a seek starts in (see
+        :data:`FILL_EXACT_SLOTS`)."""
+        hop = self._net.envelope_grid(self.header.sample_rate).hop
+        length = self.header.frame_length
+        if length // hop >= FILL_EXACT_SLOTS:
+            return 1
+        return -(-FILL_WARMUP_HOPS * hop // length)
+
+    def _fill_active(self) -> bool:
+        """Whether the decode runs a lower tier through the envelope fill (whose state
+        carries across frames)."""
+        return self._net.config.payload == 4 and not self.lossless and self._fill != "zero"
+
+    def _blocks(self, first: int) -> Iterator[np.ndarray]:
+        """The decoded PCM from frame ``first`` on, in order (the fill's output comes in
+        pieces that do not follow frame boundaries)."""
         from .parallel import frame_runner
 
         header, name, stream = self.header, self.name, self.stream
         lo, hi = -(1 << (header.bits_per_sample - 1)), 1 << (header.bits_per_sample - 1)
+        check_md5 = not self.partial
 
         def tasks():
             for item in stream.frames():
@@ -574,15 +665,16 @@ class _StreamDecoder:
         # tonal where that octave is); mean = the prior's mean only, levelled
         # (deterministic); zero = absent bands silent.
         fill = None
-        if segmented and not self.lossless and self._fill != "zero":
+        if self._fill_active():
             from .perceptual.fill import EnvelopeFill
 
             rate = header.sample_rate
             fill = EnvelopeFill(self._net.envelope_grid(rate), self._net.envelope_coder(rate),
                                 header.channels, header.num_samples, self._seed,
+                                start=first * header.frame_length,
                                 shape=self._fill == "mean", noise=self._fill == "sample")
         with frame_runner(self._jobs, self._net, self._model) as runner:
-            index = 0
+            index = first
             for result in runner.run(tasks()):
                 n = header.frame_num_samples(index)
                 where = f"{name}: frame {index}"
@@ -592,9 +684,7 @@ class _StreamDecoder:
                                         result.coded, index)
                         index += 1
                         if out.size:
-                            out = np.clip(np.rint(out), lo, hi - 1).astype(np.int64)
-                            self.done += out.shape[0]
-                            yield out.astype(np.int32)
+                            yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)
                         continue
                     result = result.pcm
                 if isinstance(result, DamagedFrame):
@@ -618,19 +708,16 @@ class _StreamDecoder:
                                     np.full((grid.num_bands, slots), 99), index)
                     index += 1
                     if out.size:
-                        self.done += out.shape[0]
                         yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)
                     continue
-                self._md5.update(pcm_bytes(pcm, header.bits_per_sample))
-                self.done += n
+                if check_md5:
+                    self._md5.update(pcm_bytes(pcm, header.bits_per_sample))
                 index += 1
                 yield pcm.astype(np.int32)
             if fill is not None:
                 out = fill.finish()
                 if out.size:
-                    self.done += out.shape[0]
                     yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)
-        self.warnings = list(stream.problems) + self._meta_warnings
 
     def _frame_slots(self, index: int, n: int) -> int:
         from .segmented import frame_slots
@@ -639,9 +726,10 @@ class _StreamDecoder:
                            index == self.header.num_frames - 1)
 
     def finish(self) -> None:
-        """After the last block: compare the MD5 (lossless streams), set :attr:`md5_ok`."""
+        """After the last block: compare the MD5 (lossless streams, whole range), set
+        :attr:`md5_ok`."""
         footer = self.stream.footer
-        if footer is None or not self.lossless:
+        if footer is None or not self.lossless or self.partial:
             self.md5_ok = None  # a lower tier cannot reproduce the original PCM
             return
         self.md5_ok = self._md5.digest() == footer.md5
@@ -658,31 +746,39 @@ class _StreamDecoder:
 
 def _decode_stream(fp: BinaryIO, name: str, *, model: str | None, progress: Progress | None,
                    ignore_errors: bool, jobs: int, open_sink, fill: str = "sample",
-                   seed: int = 0) -> _DecodeResult:
+                   seed: int = 0, skip=None, until=None) -> _DecodeResult:
     """Decode a stream frame by frame, handing PCM blocks to
     ``open_sink(info, metadata)``'s writer (``metadata``: the stream's, parsed, or None;
-    see :class:`_StreamDecoder`)."""
+    see :class:`_StreamDecoder`). ``skip`` / ``until``: only that range
+    (:func:`hybridcodec.timecode.resolve`), checked before the sink is opened."""
+    from .timecode import resolve
+
     decoder = _StreamDecoder(fp, name, model=model, ignore_errors=ignore_errors, jobs=jobs,
                              fill=fill, seed=seed)
     header = decoder.header
-    with open_sink(decoder.info, decoder.metadata) as out, \
-            contextlib.closing(decoder.blocks()) as blocks:
+    start, stop = resolve(skip, until, header.num_samples, header.sample_rate)
+    info = decoder.info
+    if (start, stop) != (0, header.num_samples):
+        info = dataclasses.replace(info, num_samples=stop - start)
+    with open_sink(info, decoder.metadata) as out, \
+            contextlib.closing(decoder.blocks(start, stop)) as blocks:
         for pcm in blocks:
             if out is not None:
                 out.write(pcm)
             if progress:
-                progress(decoder.done, header.num_samples)
+                progress(decoder.done, stop - start)
         warnings = decoder.warnings
         if decoder.stream.missing_from is not None and out is not None:
             # the output ends early; a WAV on a pipe keeps the longer length it declared
             if hasattr(out, "allow_short"):
                 out.allow_short = True
                 warnings.append(f"the WAV header written to {display_name(out.path)} declares "
-                                f"{header.num_samples} samples, {decoder.done} were written")
+                                f"{info.num_samples} samples, {decoder.done} were written")
         decoder.finish()
     notes = list(getattr(out, "notes", None) or [])
     return _DecodeResult(header, decoder.damaged, decoder.warnings, decoder.md5_ok,
-                         decoder.stream.bytes_read, notes)
+                         decoder.stream.bytes_read, notes, decoder.range if decoder.partial
+                         else None)
 
 
 @single_threaded
@@ -690,7 +786,8 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
                 model: str | None = None, overwrite: bool = False,
                 progress: Progress | None = None, ignore_errors: bool = False,
                 jobs: int = 1, fill: str = "sample", seed: int = 0,
-                metadata: bool = True) -> CodingReport:
+                metadata: bool = True, skip: int | str | None = None,
+                until: int | str | None = None) -> CodingReport:
     """Decode a .hyb stream to WAV/FLAC/AIFF (by ``dst``'s extension), verifying its MD5.
 
     A lower-tier stream decodes to full-band audio: what its dropped layers carried is
@@ -706,6 +803,16 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     ``metadata``: write the metadata stored with the stream into the output, all of it
     when the output has the source's container type, else what maps (``report.notes``
     names what could not be carried).
+
+    ``skip`` / ``until``: decode only the samples ``[skip, until)``, exactly as they are
+    in the whole decode (lower tiers included), seeking to the frame that holds
+    ``skip``: ints are sample numbers (per channel), a negative ``until`` counts from the
+    end; strings take the command line's ``--skip`` / ``--until`` syntax (``"1:30"``,
+    ``"0:12.5"``, ``"441000"``, ``"-0:10"`` from the end, ``"+0:10"`` after ``skip``;
+    :mod:`hybridcodec.timecode`). A range outside the stream or an empty one is a
+    :class:`~hybridcodec.errors.UsageError` before anything is written. A partial decode
+    cannot check the stream's MD5: ``report.md5_ok`` is None (each frame's CRC is still
+    checked) and ``report.range`` holds the range.
     """
     start = time.perf_counter()
     jobs = _check_jobs(jobs)
@@ -719,13 +826,14 @@ def decode_file(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike | Bina
     with _open_stream(src) as fp:
         result = _decode_stream(
             fp, name, model=model, progress=progress, ignore_errors=ignore_errors, jobs=jobs,
-            open_sink=sink, fill=_check_fill(fill), seed=_check_seed(seed))
+            open_sink=sink, fill=_check_fill(fill), seed=_check_seed(seed), skip=skip,
+            until=until)
     h = result.header
     input_bytes = _size(src) if not is_file_object(src) else result.bytes_read
     output_bytes = target.count if is_file_object(dst) else os.path.getsize(dst)
     return CodingReport(input_bytes, output_bytes, h.num_samples, h.sample_rate, h.channels,
                         time.perf_counter() - start, result.damaged, result.warnings,
-                        result.md5_ok, result.notes, h.bits_per_sample)
+                        result.md5_ok, result.notes, h.bits_per_sample, result.range)
 
 
 @single_threaded
