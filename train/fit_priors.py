@@ -29,6 +29,8 @@ from hybridcodec.audio_io import open_audio
 from hybridcodec.framecodec import analyse_frame, coded_signals
 from hybridcodec.model import HybridModel, ModelConfig, model_id_of
 
+from .errors import DataError, report
+
 
 def is_validation(path: Path, fraction: float = 0.25) -> bool:
     """File-level split, stable across machines: by a hash of the file name."""
@@ -43,12 +45,16 @@ def audio_files(roots: list[Path]) -> list[Path]:
     return files
 
 
-def read_frames(path: Path, frame_length: int, max_frames: int):
+def read_frames(path: Path, frame_length: int, max_frames: int, max_samples: int | None = None):
+    """The first ``max_frames`` frames of a file (int64 PCM), within its first ``max_samples``
+    samples if given (the last frame is then cut short)."""
+    left = max_samples if max_samples is not None else 1 << 62
     with open_audio(path) as reader:
         for _ in range(max_frames):
-            x = reader.read(frame_length)
+            x = reader.read(min(frame_length, left))
             if not len(x):
                 return
+            left -= len(x)
             yield x.astype(np.int64)
 
 
@@ -190,8 +196,9 @@ def search_lifting(model: HybridModel, files: list[Path], excerpt: int = 65536,
     return best / first
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _run(argv: list[str] | None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.fit_priors",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", type=Path, help="folders or files of training audio")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--max-frames", type=int, default=8, help="frames read per file")
@@ -200,12 +207,22 @@ def main(argv: list[str] | None = None) -> int:
                          "default: LeGall 5/3")
     ap.add_argument("--search-every", type=int, default=3,
                     help="the search codes every k-th training file (an excerpt of each)")
+    ap.add_argument("--max-files", type=int, default=None, metavar="K",
+                    help="only the first K training files (a quick run)")
     args = ap.parse_args(argv)
-    files = [f for f in audio_files(args.roots) if not is_validation(f)]
+    for name in ("max_frames", "search_every", "max_files"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    missing = [r for r in args.roots if not r.exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: no such folder or file")
+    files = [f for f in audio_files(args.roots) if not is_validation(f)][: args.max_files]
+    if not files:
+        raise DataError(f"no training audio (.flac, .wav) in {', '.join(map(str, args.roots))}")
     lifting = "LeGall 5/3 lifting"
     model = HybridModel(ModelConfig())
     if args.search_lifting:
-        gain = search_lifting(model, files[::args.search_every])
+        gain = search_lifting(model, files[::args.search_every], log=lambda m: print(m, flush=True))
         lifting = (f"symmetric lifting steps searched against the coded size on "
                    f"{len(files[::args.search_every])} training files ({100 * (gain - 1):+.2f} % "
                    "from the better start)")
@@ -216,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     model.save(args.out)
     print(f"fitted on {len(files)} files -> {args.out} (model id {model_id_of(model)})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.fit_priors``; a missing folder or unreadable file is a one-line error."""
+    return report("python -m train.fit_priors", lambda: _run(argv))
 
 
 if __name__ == "__main__":
