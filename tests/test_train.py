@@ -32,8 +32,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import hybridcodec  # noqa: E402
 from hybridcodec.model import HybridModel, ModelConfig, load_model  # noqa: E402
-from train.coded_bits import evaluate, file_frames  # noqa: E402
+from train.coded_bits import Evaluation, evaluate, file_frames  # noqa: E402
 from train.data import Augment, apply_gain  # noqa: E402
+from train.evaluate import main as evaluate_main, report_table  # noqa: E402
 from train.export import main as export_main  # noqa: E402
 from train.loss import latent_bits, logistic_bits  # noqa: E402
 from train.module import model_from_checkpoint  # noqa: E402
@@ -208,6 +209,42 @@ def test_estimated_and_actual_coded_bits_agree(which, tiny_run, corpus_dir):
     m = ev.metrics()
     # The training loss ignores the adaptive cascade: an estimate, not the coded size.
     assert np.isfinite(m["loss_bps"])
+
+
+def test_evaluate_compares_models_of_different_levels_on_the_same_audio(tiny_run, corpus_dir,
+                                                                        capsys):
+    tiny = tiny_run[2]["exported"]
+    assert evaluate_main(["default", tiny, "--data", str(corpus_dir), "--sets", "music",
+                          "--max-files", "2", "--frames", "1"]) == 0
+    captured = capsys.readouterr()
+    # Both coded the first 2**17 samples (the default's frame) of both files, stereo.
+    assert captured.err.count(f"2 files, {2 * 2 * (1 << 17)} samples") == 2, captured.err
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in captured.out.splitlines() if line.startswith("| ")]
+    rows = {row[0]: row for row in cells}
+    head = rows["model"]
+    d4, coarse, d1 = (head.index(f"{b} bits/coef") for b in ("d4", "coarse", "d1"))
+    assert rows[tiny][d4] == "–" and rows["default"][d4] != "–"
+    comparison = rows[f"{tiny} vs default"]
+    assert comparison[1].endswith("%") and comparison[coarse] == "–" and comparison[d4] == "–"
+    assert comparison[d1].startswith(("+", "-"))
+    assert "Levels: default 4" in captured.out
+
+
+def test_evaluate_refuses_to_compare_different_audio():
+    a, b = Evaluation(samples=100, actual=400.0), Evaluation(samples=200, actual=800.0)
+    for ev in (a, b):
+        ev.estimate, ev.counts = {"coarse": ev.actual}, {"coarse": ev.samples}
+    assert "+0.00 %" in report_table(["a", "b"], [a, a])
+    with pytest.raises(ValueError, match="different amounts of audio"):
+        report_table(["a", "b"], [a, b])
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    assert evaluate_main(["default", str(tmp_path / "none.hcm")]) == 5
+    assert capsys.readouterr().err.count("\n") == 1
+    assert evaluate_main(["default", "--data", str(tmp_path / "nowhere")]) == 3
+    assert "data folder not found" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------- entry points
