@@ -4,8 +4,8 @@ Examples::
 
     python -m train experiment=tiny                   # a quick smoke run
     python -m train                                   # CPU, defaults
-    python -m train model.levels=8 data.root=/my/audio trainer=gpu trainer.devices=4
-    python -m train trainer=ddp trainer.devices=4     # Lightning's DDP strategy
+    python -m train model.levels=5 data.root=/my/audio
+    python -m train trainer=ddp trainer.devices=2     # DDP: GPUs, or CPU processes without one
     python -m train ckpt_path=outputs/train/.../checkpoints/last.ckpt   # resume
 
 A bad option, config value, data folder, checkpoint or model file is reported on one line
@@ -20,17 +20,18 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from train.errors import report
-from train.run import train
+from train.run import command_line_model_keys, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PROG = "hybridcodec-train"
 
 
 def _train(cfg: DictConfig) -> None:
-    train(cfg)
+    train(cfg, command_line_model_keys(list(HydraConfig.get().overrides.task), cfg.model))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
