@@ -31,6 +31,8 @@ import soundfile as sf
 pytest.importorskip("lightning")
 pytest.importorskip("hydra")
 
+import torch  # noqa: E402
+
 import hybridcodec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +67,6 @@ def test_ddp_on_two_cpu_processes(tmp_path, corpus_dir):
                      f"data.root={corpus_dir}", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
-    import torch
     if not torch.cuda.is_available():
         assert "distributed_backend=gloo" in out and "Starting with 2 processes" in out, out
     assert "sync_dist" not in out
@@ -240,6 +241,8 @@ def readme_runs(tmp_path_factory, corpus_dir):
 
 
 def _run_until_progress(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run a long command until its first line of output (progress), then stop it; the
+    status is 0 when that line came, else the command's own."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     first = proc.stdout.readline()  # blocks until the first progress line (or the end)
@@ -256,7 +259,6 @@ def test_every_readme_training_command_has_a_way_to_run():
 
 
 def test_readme_training_commands_run_as_written(readme_runs):
-    import torch
     cwd, runs = readme_runs
     for command, (run, _) in runs.items():
         way = WAYS[command]

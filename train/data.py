@@ -157,7 +157,8 @@ class AudioDataModule(L.LightningDataModule):
                                  ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise TrainingError(f"data.{name}={value!r}: need an integer >= {low}")
-        if max_files is not None and (not isinstance(max_files, int) or max_files < 1):
+        if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int)
+                                      or max_files < 1):
             raise TrainingError(f"data.max_files={max_files!r}: need an integer >= 1 or null")
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
                 or not 0.0 <= val_fraction < 1.0:
@@ -177,13 +178,9 @@ class AudioDataModule(L.LightningDataModule):
 
     def _split(self) -> tuple[list[Path], list[Path]]:
         if self._files is None:
-            missing = [r for r in self.roots if not r.exists()]
-            if missing:
-                sets = "" if self.sets is None else \
-                    f"; data.sets={list(self.sets)} are sub-folders of it, data.sets=null uses all of it"
-                raise DataError(f"data folder not found: {missing[0]} "
-                                f"(set data.root or HYBRIDCODEC_DATA{sets})")
-            files = audio_files(self.roots)
+            sets = "" if self.sets is None else \
+                f"; data.sets={list(self.sets)} are sub-folders of it, data.sets=null uses all of it"
+            files = audio_files(self.roots, f" (set data.root or HYBRIDCODEC_DATA{sets})")
             train = [f for f in files if not is_validation(f, self.val_fraction)]
             val = [f for f in files if is_validation(f, self.val_fraction)]
             if self.max_files is not None:

@@ -2,14 +2,16 @@
 
 Every bad input (a config value, a missing data folder, a bad checkpoint or model file)
 raises a :class:`TrainingError` with a message that fits on one line and says how to fix
-it; ``python -m train``, ``train.export`` and ``train.evaluate`` print it as
-``PROG: message`` and exit with its ``exit_code`` (the codes follow ``hybridcodec``'s CLI).
+it; ``python -m train``, ``train.export``, ``train.evaluate`` and ``train.fit_priors``
+print it as ``PROG: message`` and exit with its ``exit_code`` (the codes follow
+``hybridcodec``'s CLI).
 :func:`report` also turns Hydra's, OmegaConf's and Lightning's configuration errors and the
 codec's own errors into that one line. ``HYBRIDCODEC_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -34,6 +36,17 @@ class CheckpointError(TrainingError):
     """A checkpoint or model file that cannot be used (exit status 5)."""
 
     exit_code = 5
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the counts the entry points take (--frames, --max-files, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def one_line(message: str) -> str:

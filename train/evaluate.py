@@ -26,7 +26,7 @@ from pathlib import Path
 from hybridcodec.model import load_model
 
 from .coded_bits import Evaluation, evaluate, file_frames
-from .errors import DataError, report
+from .errors import DataError, positive_int, report
 from .fit_priors import audio_files, is_validation
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
@@ -35,10 +35,7 @@ NONE = "–"  # a band the model does not have, or a comparison that is not defi
 
 def split_files(roots: list[Path], split: str) -> list[Path]:
     """The audio files under ``roots`` of one split (``val``, ``train``) or ``all``."""
-    missing = [r for r in roots if not r.exists()]
-    if missing:
-        raise DataError(f"data folder not found: {missing[0]} (set --data or HYBRIDCODEC_DATA)")
-    files = audio_files(roots)
+    files = audio_files(roots, " (set --data or HYBRIDCODEC_DATA)")
     if split != "all":
         files = [f for f in files if is_validation(f) == (split == "val")]
     if not files:
@@ -104,16 +101,13 @@ def _run(argv: list[str] | None) -> int:
     ap.add_argument("--sets", nargs="*", default=["music", "instruments"],
                     help="sub-folders of --data (none given: all of it)")
     ap.add_argument("--split", choices=["val", "train", "all"], default="val")
-    ap.add_argument("--max-files", type=int, default=None, metavar="K",
+    ap.add_argument("--max-files", type=positive_int, default=None, metavar="K",
                     help="only the first K files of the split (sorted by folder and name)")
-    ap.add_argument("--frames", type=int, default=None, metavar="N",
+    ap.add_argument("--frames", type=positive_int, default=None, metavar="N",
                     help="code the first N frames of the model with the longest frames, i.e. "
                          "N x its frame length samples of every file, for every model "
                          "(default: all of every file)")
     args = ap.parse_args(argv)
-    for name in ("max_files", "frames"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     files = split_files([args.data / s for s in args.sets] if args.sets else [args.data],
                         args.split)[: args.max_files]
     models = [load_model(None if name == "default" else name) for name in args.models]

@@ -29,7 +29,7 @@ from hybridcodec.audio_io import open_audio
 from hybridcodec.framecodec import analyse_frame, coded_signals
 from hybridcodec.model import HybridModel, ModelConfig, model_id_of
 
-from .errors import DataError, report
+from .errors import DataError, positive_int, report
 
 
 def is_validation(path: Path, fraction: float = 0.25) -> bool:
@@ -38,7 +38,12 @@ def is_validation(path: Path, fraction: float = 0.25) -> bool:
     return h / 2**32 < fraction
 
 
-def audio_files(roots: list[Path]) -> list[Path]:
+def audio_files(roots: list[Path], hint: str = "") -> list[Path]:
+    """The .flac and .wav files under ``roots`` (folders, searched recursively, or files),
+    sorted per root; a root that does not exist is a DataError (``hint`` appended)."""
+    missing = [r for r in roots if not r.exists()]
+    if missing:
+        raise DataError(f"data folder not found: {missing[0]}{hint}")
     files = []
     for root in roots:
         files += sorted(root.rglob("*.flac")) + sorted(root.rglob("*.wav")) if root.is_dir() else [root]
@@ -201,21 +206,15 @@ def _run(argv: list[str] | None) -> int:
                                  description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", type=Path, help="folders or files of training audio")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--max-frames", type=int, default=8, help="frames read per file")
+    ap.add_argument("--max-frames", type=positive_int, default=8, help="frames read per file")
     ap.add_argument("--search-lifting", action="store_true",
                     help="search the lifting steps against the coded size (minutes); "
                          "default: LeGall 5/3")
-    ap.add_argument("--search-every", type=int, default=3,
+    ap.add_argument("--search-every", type=positive_int, default=3,
                     help="the search codes every k-th training file (an excerpt of each)")
-    ap.add_argument("--max-files", type=int, default=None, metavar="K",
+    ap.add_argument("--max-files", type=positive_int, default=None, metavar="K",
                     help="only the first K training files (a quick run)")
     args = ap.parse_args(argv)
-    for name in ("max_frames", "search_every", "max_files"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be at least 1")
-    missing = [r for r in args.roots if not r.exists()]
-    if missing:
-        raise DataError(f"{missing[0]}: no such folder or file")
     files = [f for f in audio_files(args.roots) if not is_validation(f)][: args.max_files]
     if not files:
         raise DataError(f"no training audio (.flac, .wav) in {', '.join(map(str, args.roots))}")

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 if not OmegaConf.has_resolver("cuda_or_cpu"):
     # conf/trainer/ddp.yaml: DDP over the CUDA GPUs where torch sees some, else over CPU
-    # processes (gloo). Lightning's "auto" would also pick MPS, which DDP does not support.
+    # processes (gloo). Lightning's "auto" would also consider MPS and TPUs, which are not
+    # what the preset is for.
     OmegaConf.register_new_resolver(
         "cuda_or_cpu", lambda: "gpu" if torch.cuda.is_available() else "cpu")
 
