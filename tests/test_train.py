@@ -49,6 +49,14 @@ from train.run import (adopt_architecture, build_datamodule, build_model,  # noq
 ROUNDTRIP_FILES = ["music/cellar-21.flac", "instruments/speech-female-short.flac"]
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """train() sets torch's thread count (``threads``): restore it for the tests after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _compose(overrides: list[str]):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("train", overrides=overrides)
@@ -129,9 +137,9 @@ def tiny_run(tmp_path_factory, corpus_dir):
     overrides = ["experiment=tiny", f"paths.output_dir={out}", f"data.root={corpus_dir}",
                  "init.fit_means=false"]
     cfg = _compose(overrides)
-    torch_threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # a module fixture: the autouse one does not cover it
     result = train(cfg)
-    torch.set_num_threads(torch_threads)
+    torch.set_num_threads(threads)
     return cfg, out, result
 
 

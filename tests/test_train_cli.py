@@ -280,6 +280,9 @@ def test_readme_training_commands_run_as_written(readme_runs):
 
 def test_readme_training_sequence_gives_a_working_model(readme_runs, corpus_dir):
     cwd, runs = readme_runs
+    # The smoke run's log (no progress bar) has every line once.
+    tiny, _ = runs["python -m train experiment=tiny"]
+    assert output_problems(tiny.stdout + tiny.stderr) == [], tiny.stdout + tiny.stderr
     # The resumed tiny run trained its checkpoint's 3 levels, not the defaults' 4.
     resume, _ = runs["python -m train ckpt_path=outputs/train/<run>/checkpoints/last.ckpt"]
     assert "training its architecture (levels=3" in resume.stdout + resume.stderr
