@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cascade import NLMS, SIGN_LMS, Cascade
+from .cascade import NLMS, SIGN_LMS, Cascade, check_stages
 from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables
 from .errors import ModelError
 from .intconv import MAX_HIDDEN, MAX_TAPS, IntConv
@@ -118,9 +118,7 @@ def validate_config(cfg: ModelConfig) -> None:
             if not isinstance(stage, (list, tuple)) or len(stage) != 3 or any(
                     isinstance(v, bool) or not isinstance(v, int) for v in stage):
                 raise ValueError(f"config {name}: a stage is [kind, order, mu] (integers)")
-            kind, order, mu = stage
-            if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 1024 or not 0 <= mu <= 1 << 12:
-                raise ValueError(f"config {name}: stage {list(stage)} out of range")
+        check_stages(stages, name)  # kinds and ranges: see hybridcodec.cascade
     if not isinstance(cfg.tables, dict):
         raise ValueError("config tables must be an object")
     known = {f.name for f in fields(TableSpec)}
