@@ -1,30 +1,35 @@
 """Sample-adaptive prediction cascade, the causal in-band part of each band's prior.
 
 The parallel nets see the coarse band; what they cannot see is the band's own nearest
-past and the statistics of this very file. A cascade of adaptive linear filters (NLMS,
-then a sign-sign LMS stage, as OptimFROG / Monkey's Audio do) supplies both. It runs
-sample by sample, so it is compiled with numba and written in int64 arithmetic only:
-encoder and decoder run the same recurrence on the same integers, so they agree on any
-CPU. Forward turns band values into residuals; inverse turns residuals back.
+past and the statistics of this very file. A cascade of adaptive linear filters supplies
+both: each stage predicts what the stages before it left (OptimFROG / Monkey's Audio /
+Sac). It runs sample by sample, so it is compiled with numba and written in int64
+arithmetic only: encoder and decoder run the same recurrence on the same integers, so
+they agree on any CPU. Forward turns band values into residuals; inverse turns residuals
+back.
 
-Stage kinds (``[kind, order, mu]``, see :class:`Cascade`): ``NLMS``, ``SIGN_LMS``, ``OLS``
-(recursive least squares over blocks, the way Sac and MPEG-4 ALS put an RLS/OLS stage
-first) and ``MIX`` (a final sign-sign combination of the stages' predictions).
+Stage kinds (``[kind, order, mu]``, see :class:`Cascade`): ``NLMS`` and ``SIGN_LMS``
+(model format 2's stages), ``OLS`` (block recursive least squares, the stage Sac and
+MPEG-4 ALS's RLS mode put first) and ``MIX`` (a final sign-sign combination of the
+stages' predictions instead of their plain sum).
 
 Bounds that keep every product inside int64: history entries and errors are clamped to
 ``CLAMP`` (2**27), weights to 2**20 (Q15, i.e. |w| < 32), stage predictions to 2**28.
 
-OLS stage: its regressors (own past, clamped to 2**27) and target are kept, per block of
-``OLS_BLOCK`` (32) samples, as int32; at the block's end their products are summed
-(below 2**61), shifted by a block exponent and added to covariance sums that are kept
-below 2**44 between blocks (so ``sum * lambda**32`` in Q16 stays below 2**60). The solver
-scales every regressor and the target by a power of two to an energy of 2**28..2**30
-(entries clamped to 2**30), adds a ridge of 2**-10 of each diagonal entry, and factors
-``A = L D L^T``. Clamps: |A|, |V| = |L D| and |z| (L z = b) to 2**30 (what the ridge and
-Cauchy-Schwarz give anyway), |L| to 2**26 (Q20), the weights to 2**27 (Q20): every
-product is below 2**56 and every sum of at most OLS_MAX_DIM (64) of them below 2**62.
-Divisions by D are multiplications by a 30-bit reciprocal (one division per column).
-MIX: weights in Q14 clamped to 2**16, times predictions below 2**28.
+OLS: the regressors (own past and features, clamped to 2**27) and the target of a block
+of ``OLS_BLOCK`` (32) samples are kept as int32; at the block's end their products are
+summed (each below 2**54, a block's sum below 2**59), shifted by a block exponent so that
+they stay below 2**60, and added to the covariance sums, which are first multiplied by
+``lambda**32`` (Q16; the sums are kept at most 2**44 between blocks, so below 2**60) and
+afterwards brought back to 2**40..2**44 (exponent >= -40). The solver scales every
+regressor and the target by a power of two to an energy of 2**28..2**30 (entries clamped
+to 2**30), adds a ridge of 2**-10 of each diagonal entry and factors ``A = L D L^T``:
+|A|, |V| = |L D| and |z| (L z = b) are clamped to 2**30 (what the ridge and
+Cauchy-Schwarz give anyway), |L| to 2**26 (Q20) and the weights to 2**27 (Q20), so every
+product of the factorisation and the triangular solves is below 2**56 and every sum of at
+most ``OLS_MAX_DIM`` (64) of them below 2**62; a division by D is a multiplication by a
+30-bit reciprocal (products below 2**60); the prediction sums at most 64 products below
+2**54. MIX: weights in Q14 clamped to 2**16, times predictions below 2**28.
 """
 
 from __future__ import annotations
@@ -468,12 +473,25 @@ def check_stages(stages, name: str = "cascade") -> None:
 class Cascade:
     """A fixed configuration of adaptive stages: ``[(kind, order, mu), ...]``.
 
-    ``mu`` is an integer: the NLMS step in units of 2**-8, or the sign-LMS step in units
-    of 2**-15. ``features`` (n, F) are side inputs of stage 0 for the current sample:
-    column 0 is the parallel prior's mean, which is subtracted first and also fed in
-    (weight starting at zero, so the filter learns how far to trust it in this file);
-    further columns (the other channel's coefficients, the coarser band around this
-    coefficient) are only fed in.
+    ``features`` (n, F) are side inputs of stage 0 for the current sample: column 0 is the
+    parallel prior's mean, which is subtracted first and also fed in (weight starting at
+    zero, so the filter learns how far to trust it in this file); further columns (the
+    other channel's coefficients, the coarser band around this coefficient) are only fed
+    in. Stage j > 0 predicts the residual that stages 0..j-1 left, from its own past.
+
+    * ``NLMS``, ``order`` taps: ``mu`` is the step in units of 2**-8.
+    * ``SIGN_LMS``: sign-sign LMS, ``mu`` the step in units of 2**-15.
+    * ``OLS``: least squares over ``order`` taps of its own past (and, as stage 0, the
+      features), exponentially forgotten with lambda = 1 - 2**-mu (mu = 8: 0.996), ridge
+      2**-10 of each input's energy; the weights are solved again every 32 samples from
+      the samples before (they start at zero). Orders 0..24, mu 4..16. Where NLMS
+      adapts the feature weights with its normalised steps, OLS solves them jointly with
+      the nearest taps: -0.9 % coded size on CD music with 4 taps
+      (benchmarks/cascade_study.py).
+    * ``MIX`` (order 0, last, at most one): the prediction is ``sum a_j p_j`` of the
+      stages' predictions instead of their sum, with ``a_j`` (Q14, starting at 1.0)
+      adapted by sign-sign steps of ``mu`` * 2**-14; the stages still see the plain
+      cascade's residuals.
 
     ``feature_mu`` > 0 gives an NLMS stage 0's feature weights their own step and their own
     normalisation (by the features' energy alone). The coarse-band features are far louder

@@ -64,6 +64,7 @@ class ModelConfig:
     mean_hidden: int = 0
     block_time: int = 256  # coefficients per scale block at level 1, halving per level
     min_block: int = 32
+    # Stages [kind, order, mu] (NLMS, SIGN_LMS, OLS, MIX): see hybridcodec.cascade.Cascade.
     detail_cascade: list = field(
         default_factory=lambda: [[NLMS, 64, 26], [NLMS, 16, 26], [SIGN_LMS, 16, 8]])
     coarse_cascade: list = field(
