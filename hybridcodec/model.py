@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cascade import NLMS, SIGN_LMS, Cascade
+from .cascade import NLMS, SIGN_LMS, Cascade, check_stages
 from .entropy import TABLE_PRECISION, ScaleTables, TableSpec, build_tables, delta_frequencies
 from .errors import ModelError
 from .intconv import MAX_HIDDEN, MAX_TAPS, IntConv
@@ -87,6 +87,7 @@ class ModelConfig:
     mean_hidden: int = 0
     block_time: int = 256  # coefficients per scale block at level 1, halving per level
     min_block: int = 32
+    # Stages [kind, order, mu] (NLMS, SIGN_LMS, OLS, MIX): see hybridcodec.cascade.Cascade.
     detail_cascade: list = field(
         default_factory=lambda: [[NLMS, 64, 26], [NLMS, 16, 26], [SIGN_LMS, 16, 8]])
     coarse_cascade: list = field(
@@ -159,10 +160,7 @@ def validate_config(cfg: ModelConfig) -> None:
             if not isinstance(stage, (list, tuple)) or len(stage) != 3 or any(
                     isinstance(v, bool) or not isinstance(v, int) for v in stage):
                 raise ValueError(f"config {name}: a stage is [kind, order, mu] (integers)")
-            kind, order, mu = stage
-            # int64 bounds (cascade.py): an NLMS update multiplies err * mu * 2**12
-            if kind not in (NLMS, SIGN_LMS) or not 0 <= order <= 256 or not 0 <= mu <= 1 << 10:
-                raise ValueError(f"config {name}: stage {list(stage)} out of range")
+        check_stages(stages, name)  # kinds and ranges: see hybridcodec.cascade
     if (cfg.levels + 1) * (cfg.anchor_planes + 2) > 64:
         raise ValueError("config: (levels + 1) * (anchor_planes + 2) layers exceed 64")
     if cfg.payload not in PAYLOADS or isinstance(cfg.payload, bool):

@@ -3,7 +3,9 @@
 * Hydra overrides (compose API) change the model that is built, and the config groups
   (trainer=gpu/ddp, experiment=tiny) compose as documented;
 * the tiny preset trains a few steps on CPU and the loss goes down; it resumes from its
-  checkpoint;
+  checkpoint, and a resumed run exports its own best checkpoint or its final weights;
+* a model file's architecture is adopted (and its means kept) by ``init.from_model``;
+  bad inputs raise the one-line errors the entry points print;
 * the exported model is integer-exact: corpus files round-trip bit-exactly through
   ``hybridcodec.encode`` / ``decode`` and the CLI with ``--model``;
 * the exact-path estimate of the coded size agrees with the real coder within 1 %.
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -32,15 +35,26 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import hybridcodec  # noqa: E402
 from hybridcodec.model import HybridModel, ModelConfig, load_model  # noqa: E402
-from train.coded_bits import evaluate, file_frames  # noqa: E402
+from train.coded_bits import Evaluation, evaluate, file_frames  # noqa: E402
 from train.data import Augment, apply_gain  # noqa: E402
+from train.errors import CheckpointError, DataError, TrainingError  # noqa: E402
+from train.evaluate import main as evaluate_main, report_table  # noqa: E402
 from train.export import main as export_main  # noqa: E402
 from train.loss import latent_bits, logistic_bits  # noqa: E402
 from train.module import model_from_checkpoint  # noqa: E402
 from train.nets import TrainableModel  # noqa: E402
-from train.run import build_datamodule, build_model, train  # noqa: E402
+from train.run import (adopt_architecture, build_datamodule, build_model,  # noqa: E402
+                       command_line_model_keys, train)
 
 ROUNDTRIP_FILES = ["music/cellar-21.flac", "instruments/speech-female-short.flac"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """train() sets torch's thread count (``threads``): restore it for the tests after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _compose(overrides: list[str]):
@@ -76,6 +90,8 @@ def test_config_groups_compose(tmp_path):
     assert gpu.data.root == "/my/audio"
     ddp = _compose([f"paths.output_dir={tmp_path}", "trainer=ddp"])
     assert ddp.trainer.strategy == "ddp" and ddp.trainer._target_ == "lightning.pytorch.Trainer"
+    # Over CUDA GPUs where there are some, else over CPU processes.
+    assert ddp.trainer.accelerator == ("gpu" if torch.cuda.is_available() else "cpu")
     tiny = _compose([f"paths.output_dir={tmp_path}", "experiment=tiny"])
     assert tiny.model.levels == 3 and tiny.trainer.accelerator == "cpu"
     assert tiny.trainer.max_steps < 100
@@ -121,9 +137,9 @@ def tiny_run(tmp_path_factory, corpus_dir):
     overrides = ["experiment=tiny", f"paths.output_dir={out}", f"data.root={corpus_dir}",
                  "init.fit_means=false"]
     cfg = _compose(overrides)
-    torch_threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # a module fixture: the autouse one does not cover it
     result = train(cfg)
-    torch.set_num_threads(torch_threads)
+    torch.set_num_threads(threads)
     return cfg, out, result
 
 
@@ -148,16 +164,45 @@ def test_tiny_training_lowers_the_loss(tiny_run):
 
 
 def test_tiny_training_resumes(tiny_run, tmp_path, corpus_dir):
-    cfg, out, _ = tiny_run
-    steps = cfg.trainer.max_steps + 5
+    cfg, out, first = tiny_run
+    steps = cfg.trainer.max_steps + 5  # no validation in the resumed steps (every 10)
     resumed = train(_compose([
         "experiment=tiny", f"paths.output_dir={tmp_path}", f"data.root={corpus_dir}",
-        f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={steps}",
-        "export=null"]))
-    assert resumed["global_step"] == steps and resumed["exported"] is None
+        f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={steps}"]))
+    assert resumed["global_step"] == steps
     # The data module records the crops used, so a resumed run draws new ones.
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["AudioDataModule"] == {"crops_used": cfg.trainer.max_steps * cfg.data.batch_size}
+    # No validation ran: the export is the final weights, not the first run's best.
+    assert resumed["best_checkpoint"] is None
+    _, final_id = load_model(resumed["exported"])
+    again = tmp_path / "last.hcm"
+    assert export_main([str(tmp_path / "checkpoints" / "last.ckpt"), str(again)]) == 0
+    assert load_model(again)[1] == final_id != first["model_id"]
+
+
+def test_resumed_run_exports_its_own_best_checkpoint(tiny_run, tmp_path, corpus_dir):
+    cfg, out, first = tiny_run
+    steps = cfg.trainer.max_steps + cfg.trainer.val_check_interval  # one validation
+    resumed = train(_compose([
+        "experiment=tiny", f"paths.output_dir={tmp_path}", f"data.root={corpus_dir}",
+        f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={steps}"]))
+    best = Path(resumed["best_checkpoint"])
+    assert best.parent == tmp_path / "checkpoints"
+    assert torch.load(best, weights_only=False)["global_step"] == steps
+    assert resumed["model_id"] != first["model_id"]
+
+
+def test_resume_adopts_the_checkpoint_architecture(tiny_run, tmp_path, corpus_dir):
+    _, out, _ = tiny_run
+    # Without experiment=tiny the configured model has 4 levels; the checkpoint has 3.
+    cfg = _compose([f"paths.output_dir={tmp_path}", f"data.root={corpus_dir}", "export=null",
+                    f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_steps=21",
+                    "data.max_files=1", "data.crop_length=2048", "data.batch_size=2",
+                    "callbacks.coded_bits.max_files=1"])
+    assert train(cfg)["global_step"] == 21
+    with pytest.raises(TrainingError, match=r"has levels=3, .* sets model\.levels=4"):
+        train(cfg, explicit_model_keys={"levels"})
 
 
 def _read(path: Path) -> np.ndarray:
@@ -193,6 +238,89 @@ def test_exported_model_works_with_the_cli(tiny_run, tmp_path, corpus_dir):
     assert np.array_equal(_read(back), _read(src))
 
 
+# ------------------------------------------------------- starting from a model file
+
+
+def _nets(model: HybridModel) -> dict[str, np.ndarray]:
+    return {k: v for k, v in model.integer_state().items() if k.startswith(("wavelet.", "means."))}
+
+
+def test_from_model_trains_the_file_architecture_and_keeps_its_means(tmp_path, corpus_dir):
+    default, _ = load_model(None)
+    overrides = ["experiment=tiny", "init.from_model=default", f"data.root={corpus_dir}",
+                 "trainer.max_steps=0", "callbacks.coded_bits.log_baseline=false"]
+    kept = train(_compose(overrides + [f"paths.output_dir={tmp_path / 'kept'}"]))
+    model, _ = load_model(kept["exported"])
+    # The file's architecture, not the tiny preset's; the configured description.
+    assert asdict(model.config) == {**asdict(default.config),
+                                    "description": model.config.description}
+    assert model.config.description.startswith("tiny")
+    assert all(np.array_equal(a, _nets(default)[k]) for k, a in _nets(model).items())
+    refit = train(_compose(overrides + [f"paths.output_dir={tmp_path / 'refit'}",
+                                        "init.fit_means=true"]))
+    means = {k: a for k, a in _nets(load_model(refit["exported"])[0]).items()
+             if k.startswith("means.")}
+    assert any(not np.array_equal(a, _nets(default)[k]) for k, a in means.items())
+
+
+def test_adopt_architecture_names_the_conflicting_keys():
+    theirs, ours = ModelConfig(), ModelConfig(levels=3, frame_length=4096, description="mine")
+    adopted = adopt_architecture("init.from_model=default", theirs, ours)
+    assert adopted.levels == 4 and adopted.frame_length == 1 << 17
+    assert adopted.description == "mine"
+    with pytest.raises(TrainingError) as err:
+        adopt_architecture("init.from_model=default", theirs, ours, {"levels", "description"})
+    message = str(err.value)
+    assert "\n" not in message and "frame_length" not in message
+    assert "init.from_model=default has levels=4" in message
+    assert "sets model.levels=3" in message and "drop model.levels=3" in message
+
+
+def test_command_line_model_keys(tmp_path):
+    cfg = _compose([f"paths.output_dir={tmp_path}"])
+    keys = command_line_model_keys(
+        ["model.levels=3", "+model.coarse_cascade=[[0,32,26]]", "experiment=tiny",
+         "init.from_model=default", "hydra.run.dir=/tmp/x"], cfg.model)
+    assert keys == {"levels", "coarse_cascade"}
+    assert command_line_model_keys(["model=default"], cfg.model) == set(cfg.model)
+
+
+# ------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("override, error, pattern", [
+    ("data.root=/nonexistent", DataError, r"data folder not found: /nonexistent/music .*data\.sets"),
+    ("ckpt_path=/nonexistent.ckpt", CheckpointError, r"ckpt_path=/nonexistent.ckpt: no such"),
+    (f"ckpt_path={REPO / 'README.md'}", CheckpointError, r"not a readable checkpoint"),
+    (f"init.from_model={REPO / 'README.md'}", CheckpointError, r"not a hybridcodec model file"),
+    ("model.levels=99", TrainingError, r"^model\.levels=99 is not an integer in 0\.\.12$"),
+    ("data.crop_length=0", TrainingError, r"data\.crop_length=0: need an integer >= 2"),
+])
+def test_bad_inputs_are_one_line_errors(override, error, pattern, tmp_path, corpus_dir):
+    cfg = _compose([f"paths.output_dir={tmp_path}", f"data.root={corpus_dir}", override])
+    from hydra.errors import InstantiationException
+    with pytest.raises((error, InstantiationException)) as err:
+        train(cfg)
+    exc = err.value if isinstance(err.value, error) else err.value.__cause__
+    assert isinstance(exc, error) and re.search(pattern, str(exc)) and "\n" not in str(exc)
+    assert not list(tmp_path.iterdir())  # failed before anything was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_gpu_trainer_without_gpu_is_a_one_line_error(tmp_path):
+    with pytest.raises(TrainingError, match="no GPU on this machine: use trainer=cpu"):
+        train(_compose([f"paths.output_dir={tmp_path}", "trainer=gpu"]))
+
+
+def test_export_of_a_bad_checkpoint_is_one_line(tmp_path, capsys):
+    assert export_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.hcm")]) == 5
+    assert capsys.readouterr().err == f"python -m train.export: {tmp_path / 'missing.ckpt'}: no such checkpoint file\n"
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    assert export_main([str(tmp_path / "other.ckpt"), str(tmp_path / "x.hcm")]) == 5
+    assert "not a hybridcodec training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.hcm").exists()
+
+
 # ------------------------------------------------------- estimate vs real coder
 
 
@@ -208,6 +336,42 @@ def test_estimated_and_actual_coded_bits_agree(which, tiny_run, corpus_dir):
     m = ev.metrics()
     # The training loss ignores the adaptive cascade: an estimate, not the coded size.
     assert np.isfinite(m["loss_bps"])
+
+
+def test_evaluate_compares_models_of_different_levels_on_the_same_audio(tiny_run, corpus_dir,
+                                                                        capsys):
+    tiny = tiny_run[2]["exported"]
+    assert evaluate_main(["default", tiny, "--data", str(corpus_dir), "--sets", "music",
+                          "--max-files", "2", "--frames", "1"]) == 0
+    captured = capsys.readouterr()
+    # Both coded the first 2**17 samples (the default's frame) of both files, stereo.
+    assert captured.err.count(f"2 files, {2 * 2 * (1 << 17)} samples") == 2, captured.err
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in captured.out.splitlines() if line.startswith("| ")]
+    rows = {row[0]: row for row in cells}
+    head = rows["model"]
+    d4, coarse, d1 = (head.index(f"{b} bits/coef") for b in ("d4", "coarse", "d1"))
+    assert rows[tiny][d4] == "–" and rows["default"][d4] != "–"
+    comparison = rows[f"{tiny} vs default"]
+    assert comparison[1].endswith("%") and comparison[coarse] == "–" and comparison[d4] == "–"
+    assert comparison[d1].startswith(("+", "-"))
+    assert "Levels: default 4" in captured.out
+
+
+def test_evaluate_refuses_to_compare_different_audio():
+    a, b = Evaluation(samples=100, actual=400.0), Evaluation(samples=200, actual=800.0)
+    for ev in (a, b):
+        ev.estimate, ev.counts = {"coarse": ev.actual}, {"coarse": ev.samples}
+    assert "+0.00 %" in report_table(["a", "b"], [a, a])
+    with pytest.raises(ValueError, match="different amounts of audio"):
+        report_table(["a", "b"], [a, b])
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    assert evaluate_main(["default", str(tmp_path / "none.hcm")]) == 5
+    assert capsys.readouterr().err.count("\n") == 1
+    assert evaluate_main(["default", "--data", str(tmp_path / "nowhere")]) == 3
+    assert "data folder not found" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------- entry points

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 
 class CodedBitsValidation(L.Callback):
+    """Measures the exported model with the real coder at every validation (see the
+    module docstring): the first ``frames_per_file`` frames of the first ``max_files``
+    validation files; ``log_baseline`` also measures the initial model (step 0)."""
+
     def __init__(self, frames_per_file: int | None = 4, max_files: int | None = None,
                  log_baseline: bool = True) -> None:
         self.frames_per_file, self.max_files = frames_per_file, max_files
@@ -68,7 +72,9 @@ class CodedBitsValidation(L.Callback):
             return
         metrics = self.measure(trainer, pl_module)
         if metrics:
-            pl_module.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=False)
+            # Rank 0's numbers, broadcast: the same on every process, so the mean over
+            # processes is each of them, and every rank's ModelCheckpoint sees the value.
+            pl_module.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True)
             if trainer.is_global_zero:
                 log.info("step %d: %s", trainer.global_step, _summary(metrics))
 

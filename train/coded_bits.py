@@ -172,7 +172,9 @@ def _add_loss(acc: dict[str, float], model: TrainableModel, x: np.ndarray, lpc_o
     acc["coarse"] = acc.get("coarse", 0.0) + float(lb.coarse.sum())
 
 
-def file_frames(files: list[Path], frame_length: int, frames_per_file: int | None) -> list[np.ndarray]:
-    """The first ``frames_per_file`` frames (all, if None) of every file, as int64 PCM."""
+def file_frames(files: list[Path], frame_length: int, frames_per_file: int | None,
+                samples: int | None = None) -> list[np.ndarray]:
+    """The first ``frames_per_file`` frames (all, if None) of every file, as int64 PCM;
+    with ``samples``, only within each file's first ``samples`` samples."""
     limit = frames_per_file if frames_per_file is not None else 1 << 40
-    return [pcm for f in files for pcm in read_frames(f, frame_length, limit)]
+    return [pcm for f in files for pcm in read_frames(f, frame_length, limit, samples)]

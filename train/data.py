@@ -28,6 +28,7 @@ from hybridcodec.audio_io import open_audio
 from hybridcodec.channels import wasted_bits
 from hybridcodec.framecodec import coded_signals
 
+from .errors import DataError, TrainingError
 from .fit_priors import audio_files, is_validation
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class RandomCrops(Dataset):
                  augment: Augment | None = None) -> None:
         self.clips = [c for c in clips if len(c.pcm) >= crop_length]
         if not self.clips:
-            raise ValueError(f"no training file has {crop_length} samples: lower data.crop_length")
+            raise DataError(f"no training file has {crop_length} samples: lower data.crop_length")
         if len(self.clips) < len(clips):
             log.info("%d files shorter than a crop are not used for training",
                      len(clips) - len(self.clips))
@@ -150,8 +151,21 @@ class AudioDataModule(L.LightningDataModule):
                  val_crops_per_file: int = 4, max_files: int | None = None,
                  num_workers: int = 0, seed: int = 0, augment: dict | None = None) -> None:
         super().__init__()
+        for name, value, low in (("crop_length", crop_length, 2), ("batch_size", batch_size, 1),
+                                 ("crops_per_epoch", crops_per_epoch, 1),
+                                 ("val_crops_per_file", val_crops_per_file, 0),
+                                 ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise TrainingError(f"data.{name}={value!r}: need an integer >= {low}")
+        if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int)
+                                      or max_files < 1):
+            raise TrainingError(f"data.max_files={max_files!r}: need an integer >= 1 or null")
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
+                or not 0.0 <= val_fraction < 1.0:
+            raise TrainingError(f"data.val_fraction={val_fraction!r}: need 0 <= value < 1")
         roots = [root] if isinstance(root, (str, Path)) else list(root)
         self.roots = [Path(r) / s for r in roots for s in (sets or ["."])]
+        self.sets = sets
         self.crop_length, self.batch_size = crop_length, batch_size
         self.crops_per_epoch, self.val_fraction = crops_per_epoch, val_fraction
         self.val_crops_per_file, self.max_files = val_crops_per_file, max_files
@@ -164,17 +178,16 @@ class AudioDataModule(L.LightningDataModule):
 
     def _split(self) -> tuple[list[Path], list[Path]]:
         if self._files is None:
-            missing = [r for r in self.roots if not r.exists()]
-            if missing:
-                raise FileNotFoundError(f"data folder not found: {missing[0]} "
-                                        "(set data.root or HYBRIDCODEC_DATA)")
-            files = audio_files(self.roots)
+            sets = "" if self.sets is None else \
+                f"; data.sets={list(self.sets)} are sub-folders of it, data.sets=null uses all of it"
+            files = audio_files(self.roots, f" (set data.root or HYBRIDCODEC_DATA{sets})")
             train = [f for f in files if not is_validation(f, self.val_fraction)]
             val = [f for f in files if is_validation(f, self.val_fraction)]
             if self.max_files is not None:
                 train, val = train[: self.max_files], val[: self.max_files]
             if not train:
-                raise ValueError(f"no training audio under {', '.join(map(str, self.roots))}")
+                raise DataError(f"no training audio (.flac, .wav) under "
+                                f"{', '.join(map(str, self.roots))}")
             self._files = (train, val)
         return self._files
 

@@ -19,7 +19,9 @@ from hybridcodec.framecodec import decode_frame, encode_frame
 from hybridcodec.model import HybridModel, model_id_of
 
 from .coded_bits import exported_copy
+from .errors import report
 from .module import model_from_checkpoint
+from .nets import TrainableModel
 
 
 def check_roundtrip(model: HybridModel, n: int = 5000) -> None:
@@ -34,10 +36,9 @@ def check_roundtrip(model: HybridModel, n: int = 5000) -> None:
         raise RuntimeError("exported model does not round-trip a test frame")
 
 
-def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike,
-                      description: str | None = None, verify: bool = True) -> str:
-    """Export ``ckpt`` to the model file ``out``; returns the model id."""
-    model = model_from_checkpoint(os.fspath(ckpt))
+def export_model(model: TrainableModel, out: str | os.PathLike, description: str | None = None,
+                 verify: bool = True) -> str:
+    """Write ``model``'s integer-exact export to the model file ``out``; returns the model id."""
     if description:
         model.config.description = description
     exact = exported_copy(model)
@@ -47,18 +48,27 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike,
     return model_id_of(exact)
 
 
-def main(argv: list[str] | None = None) -> int:
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike,
+                      description: str | None = None, verify: bool = True) -> str:
+    """Export ``ckpt`` to the model file ``out``; returns the model id."""
+    return export_model(model_from_checkpoint(ckpt), out, description, verify)
+
+
+def _run(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path, help="Lightning checkpoint (.ckpt) written by training")
     ap.add_argument("out", type=Path, help="model file to write (.hcm)")
     ap.add_argument("--description", help="replace the description stored in the model")
     ap.add_argument("--no-verify", action="store_true", help="skip the round-trip check")
     args = ap.parse_args(argv)
-    if not args.checkpoint.is_file():
-        ap.error(f"{args.checkpoint}: no such checkpoint")
     model_id = export_checkpoint(args.checkpoint, args.out, args.description, not args.no_verify)
     print(f"{args.out}: model id {model_id}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.export``; a bad checkpoint is a one-line error (exit status 5)."""
+    return report("python -m train.export", lambda: _run(argv))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from hybridcodec.audio_io import open_audio
 from hybridcodec.framecodec import analyse_frame, coded_signals
 from hybridcodec.model import HybridModel, ModelConfig, model_id_of
 
+from .errors import DataError, positive_int, report
+
 
 def is_validation(path: Path, fraction: float = 0.25) -> bool:
     """File-level split, stable across machines: by a hash of the file name."""
@@ -36,19 +38,28 @@ def is_validation(path: Path, fraction: float = 0.25) -> bool:
     return h / 2**32 < fraction
 
 
-def audio_files(roots: list[Path]) -> list[Path]:
+def audio_files(roots: list[Path], hint: str = "") -> list[Path]:
+    """The .flac and .wav files under ``roots`` (folders, searched recursively, or files),
+    sorted per root; a root that does not exist is a DataError (``hint`` appended)."""
+    missing = [r for r in roots if not r.exists()]
+    if missing:
+        raise DataError(f"data folder not found: {missing[0]}{hint}")
     files = []
     for root in roots:
         files += sorted(root.rglob("*.flac")) + sorted(root.rglob("*.wav")) if root.is_dir() else [root]
     return files
 
 
-def read_frames(path: Path, frame_length: int, max_frames: int):
+def read_frames(path: Path, frame_length: int, max_frames: int, max_samples: int | None = None):
+    """The first ``max_frames`` frames of a file (int64 PCM), within its first ``max_samples``
+    samples if given (the last frame is then cut short)."""
+    left = max_samples if max_samples is not None else 1 << 62
     with open_audio(path) as reader:
         for _ in range(max_frames):
-            x = reader.read(frame_length)
+            x = reader.read(min(frame_length, left))
             if not len(x):
                 return
+            left -= len(x)
             yield x.astype(np.int64)
 
 
@@ -190,22 +201,27 @@ def search_lifting(model: HybridModel, files: list[Path], excerpt: int = 65536,
     return best / first
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _run(argv: list[str] | None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.fit_priors",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("roots", nargs="+", type=Path, help="folders or files of training audio")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--max-frames", type=int, default=8, help="frames read per file")
+    ap.add_argument("--max-frames", type=positive_int, default=8, help="frames read per file")
     ap.add_argument("--search-lifting", action="store_true",
                     help="search the lifting steps against the coded size (minutes); "
                          "default: LeGall 5/3")
-    ap.add_argument("--search-every", type=int, default=3,
+    ap.add_argument("--search-every", type=positive_int, default=3,
                     help="the search codes every k-th training file (an excerpt of each)")
+    ap.add_argument("--max-files", type=positive_int, default=None, metavar="K",
+                    help="only the first K training files (a quick run)")
     args = ap.parse_args(argv)
-    files = [f for f in audio_files(args.roots) if not is_validation(f)]
+    files = [f for f in audio_files(args.roots) if not is_validation(f)][: args.max_files]
+    if not files:
+        raise DataError(f"no training audio (.flac, .wav) in {', '.join(map(str, args.roots))}")
     lifting = "LeGall 5/3 lifting"
     model = HybridModel(ModelConfig())
     if args.search_lifting:
-        gain = search_lifting(model, files[::args.search_every])
+        gain = search_lifting(model, files[::args.search_every], log=lambda m: print(m, flush=True))
         lifting = (f"symmetric lifting steps searched against the coded size on "
                    f"{len(files[::args.search_every])} training files ({100 * (gain - 1):+.2f} % "
                    "from the better start)")
@@ -216,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     model.save(args.out)
     print(f"fitted on {len(files)} files -> {args.out} (model id {model_id_of(model)})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.fit_priors``; a missing folder or unreadable file is a one-line error."""
+    return report("python -m train.fit_priors", lambda: _run(argv))
 
 
 if __name__ == "__main__":
