@@ -256,7 +256,7 @@ def test_tier_labels():
 
 def test_model_registry_is_append_only_and_used():
     assert BUNDLED_MODELS[1] == "e40987291b5fd215" and BUNDLED_MODELS[2] == "ccd651dbb62662d7"
-    assert BUNDLED_MODELS[3] == "0cc98189db367569"
+    assert BUNDLED_MODELS[3] == "966f00cb4bbff40b"
     data = v4raw.header(v4raw.body(model=DEFAULT_MODEL))
     assert data[10] == 1 and StreamReader(io.BytesIO(data)).header.model_id == DEFAULT_MODEL
     # an explicit id of a registry model (a writer with an older table) is read too

@@ -12,7 +12,7 @@ RATE_CODES = {8000: 1, 11025: 2, 12000: 3, 16000: 4, 22050: 5, 24000: 6, 32000: 
 CONTAINER_CODES = {"WAV": 0, "FLAC": 1, "AIFF": 2, "AIFF-C": 3, "W64": 4, "RF64": 5, "CAF": 6,
                    "RAW": 7, "WAVEX": 8}
 SUBTYPE_CODES = {"PCM_16": 0, "PCM_24": 1, "PCM_S8": 2, "PCM_U8": 3, "PCM_32": 4}
-MODELS = {"e40987291b5fd215": 1, "ccd651dbb62662d7": 2, "0cc98189db367569": 3}
+MODELS = {"e40987291b5fd215": 1, "ccd651dbb62662d7": 2, "966f00cb4bbff40b": 3}
 
 
 def crc(data: bytes) -> bytes:

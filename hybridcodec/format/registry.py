@@ -15,7 +15,7 @@ __all__ = ["BUNDLED_MODELS", "TIER_NAMES", "bundled_model_index"]
 BUNDLED_MODELS: dict[int, str] = {
     1: "e40987291b5fd215",  # default model of hybridcodec 0.2.0 (formats 2, 3)
     2: "ccd651dbb62662d7",  # default model of hybridcodec 0.1 (format 1)
-    3: "0cc98189db367569",  # default model of hybridcodec 0.3 (format 4, segmented payload)
+    3: "966f00cb4bbff40b",  # default model of hybridcodec 0.3 (format 4, segmented payload)
 }
 
 #: Named tiers: header tier code (tier kind 1) -> name. The codec's table (it names the
