@@ -7,7 +7,8 @@ LAME CBR ``-b N`` and Opus VBR steered to N (the rate its file really has within
 each scored with ViSQOL v3 (audio mode) against the source on the same samples. Also,
 for hybridcodec: the real rate over N, the 12-20 kHz level against the source, the
 energy above 8 kHz within 2 ms of every frame boundary against the 20 ms around it, and
-the in-process encode and lossy decode speed on one core.
+the in-process encode and lossy decode speed on one core (CPU time of the process, so
+other jobs on the machine do not count).
 
 Run from the repository root (needs ``lame`` and ``opus-tools``; ``visqol-python``)::
 
@@ -149,17 +150,18 @@ def run_item(item: Item, rates, tmp: Path, visqol: Visqol, speed: Speed,
     ref = _float(item.path)
     out = []
     full = tmp / f"{item.name}.hyb"
-    start = time.perf_counter()
+    # CPU time of this (single-threaded) process: one core's speed, whatever else runs
+    start = time.process_time()
     hybridcodec.encode(item.path, full, overwrite=True)
-    speed.encode.append(item.seconds / (time.perf_counter() - start))
+    speed.encode.append(item.seconds / (time.process_time() - start))
     frame_length = hybridcodec.container.read_stream_layout(full).header.frame_length
     for n in rates:
         cut = tmp / f"{item.name}-{n}.hyb"
         truncate_file(full, cut, kbps=n, overwrite=True)
         wav = tmp / f"{item.name}-{n}.wav"
-        start = time.perf_counter()
+        start = time.process_time()
         hybridcodec.decode(cut, wav, overwrite=True)
-        speed.decode.append(item.seconds / (time.perf_counter() - start))
+        speed.decode.append(item.seconds / (time.process_time() - start))
         deg = _float(wav)
         kbps = 8 * os.path.getsize(cut) / item.seconds / 1000
         complete = hybridcodec.container.read_stream_layout(cut).header.complete

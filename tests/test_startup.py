@@ -246,7 +246,7 @@ def test_a_loaded_model_does_not_build_tables(monkeypatch, payload):
     """Loading a model file takes its tables from the file (the scale-class tables, and a
     format 4 model's envelope tables); only a new model builds them."""
     from hybridcodec import model as model_module
-    from hybridcodec.entropy import TableSpec, build_tables
+    from hybridcodec.entropy import TableSpec, build_tables, delta_frequencies
     from hybridcodec.perceptual.envelope import envelope_table
 
     config = model_module.ModelConfig() if payload == 4 else \
@@ -259,6 +259,7 @@ def test_a_loaded_model_does_not_build_tables(monkeypatch, payload):
 
     monkeypatch.setattr(model_module, "build_tables", refuse)
     monkeypatch.setattr(model_module, "envelope_table", refuse)
+    monkeypatch.setattr(model_module, "delta_frequencies", refuse)
     loaded = model_module.HybridModel.from_bytes(data)
     assert loaded.tables.num_classes == TableSpec().num_classes
     if payload == 4:
@@ -269,6 +270,7 @@ def test_a_loaded_model_does_not_build_tables(monkeypatch, payload):
         envelope = model_module.DEFAULT_ENVELOPE
         expected["envelope_fine"] = envelope_table(envelope["fine"]["scale"])
         expected["envelope_coarse"] = envelope_table(envelope["coarse"]["scale"])
+        expected["table_delta"] = delta_frequencies(TableSpec().num_classes)
     fresh = model_module.HybridModel(config)
     for tables in (fresh.table_arrays, loaded.table_arrays):
         assert sorted(tables) == sorted(expected)

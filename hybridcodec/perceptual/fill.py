@@ -204,7 +204,8 @@ class EnvelopeFill:
             dec_s, tgt_s = _smooth(decoded), _smooth(target)
             loud = graded & (dec_s > tgt_s * self.high)
             hole = graded & (dec_s * self.low < tgt_s)
-            scale = np.where(loud, np.sqrt(tgt_s / np.maximum(dec_s, 1e-300)), 1.0)
+            # only where loud (dec_s > 0 there): elsewhere the ratio could overflow
+            scale = np.sqrt(np.divide(tgt_s, dec_s, out=np.ones_like(dec_s), where=loud))
             add = np.where(hole, NOISE_GAIN * np.maximum(tgt_s - dec_s, 0.0), 0.0)
             if not self.shape:
                 add = np.where(uncoded, NOISE_GAIN * target, add)
