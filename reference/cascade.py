@@ -1,0 +1,272 @@
+"""The cascade ("The cascade" in docs/format.md), decoder side (INVERSE).
+
+The document's arithmetic is exact integers. Per sample this implementation keeps every
+stage's history and weights in one int64 vector each, laid out as
+``[h_0, f, h_1, h_2, ...]`` (stage 0's history, the feature row, the other stages'
+histories), so that all predictions are one multiply and one segmented sum; the
+document bounds every product and sum of these vectors below 2^61 ("Arithmetic"), so
+int64 is exact here. The OLS block sums and solves are done in Python integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+W_BITS = 15
+CLAMP = 1 << 27
+W_CLAMP = 1 << 20
+PRED_CLAMP = 1 << 28
+ENERGY_FLOOR = 1 << 11
+NLMS_NORM_BITS = 16
+NLMS_GAIN_SHIFT = 12
+NLMS_SHIFT_OFFSET = 11
+NLMS, SIGN_LMS, OLS, MIX = 0, 1, 2, 3
+OLS_BLOCK = 32
+OLS_ACC_TOP = 44
+OLS_MIN_EXP = -40
+OLS_SOLVE_TOP = 30
+OLS_RHO = 10
+OLS_F = 20
+OLS_A_CLAMP = 1 << 30
+OLS_L_CLAMP = 1 << 26
+OLS_Z_CLAMP = 1 << 30
+OLS_W_CLAMP = 1 << 27
+MIX_BITS = 14
+MIX_CLAMP = 1 << 16
+
+
+def clamp(v: int, lim: int) -> int:
+    return lim if v > lim else (-lim if v < -lim else v)
+
+
+def bl(v: int) -> int:
+    """Bit length of v > 0; 0 for v <= 0."""
+    return v.bit_length() if v > 0 else 0
+
+
+def nlms_step(err: int, mu: int, total: int):
+    bits = total.bit_length()
+    if bits > NLMS_NORM_BITS:
+        norm = total >> (bits - NLMS_NORM_BITS)
+    else:
+        norm = total << (NLMS_NORM_BITS - bits)
+    return ((err * mu) << NLMS_GAIN_SHIFT) // norm, bits - NLMS_SHIFT_OFFSET
+
+
+def decay(k: int) -> int:
+    """lambda^32 in Q16, lambda = 1 - 2^-k."""
+    g = 1 << 30
+    for _ in range(OLS_BLOCK):
+        g -= g >> k
+    return g >> 14
+
+
+def _sh(v: int, s: int) -> int:
+    if s >= 0:
+        return clamp(clamp(v, OLS_A_CLAMP) << min(s, 31), OLS_A_CLAMP)
+    return clamp(v >> min(-s, 63), OLS_A_CLAMP)
+
+
+def _pow2(v: int, s: int) -> int:
+    """v * 2^s: 2^-s is >> min(-s, 63), 2^s is << min(s, 31)."""
+    return v << min(s, 31) if s >= 0 else v >> min(-s, 63)
+
+
+class OlsState:
+    """One OLS stage: D regressors, the (D+1) x (D+1) lower-triangular sums R (row and
+    column D: the target), the exponent x, the block buffer X and the weights wo."""
+
+    def __init__(self, D: int, k: int):
+        self.D = D
+        self.decay = decay(k)
+        self.R = [[0] * (D + 1) for _ in range(D + 1)]
+        self.x = 0
+        self.X = np.zeros((D + 1, OLS_BLOCK), np.int64)
+
+    def rescale(self, s: int) -> None:
+        R = self.R
+        for a in range(self.D + 1):
+            row = R[a]
+            for c in range(a + 1):
+                row[c] = row[c] >> min(s, 63) if s > 0 else row[c] << -s
+
+    def block(self):
+        """ols_block: returns the new weights wo (a list) or None (unchanged)."""
+        D, R, X = self.D, self.R, self.X
+        o = int(np.bitwise_or.reduce(np.abs(X), axis=None))
+        need = 2 * bl(o) + 5 - self.x - 60
+        if need > 0:
+            self.rescale(need)
+            self.x += need
+        # the products of 32 values of at most 2^bl(o) each: below 2^(2 bl(o) + 5) <= 2^61
+        S = (X @ X.T).tolist()
+        x, g = self.x, self.decay
+        for a in range(D + 1):
+            row, srow = R[a], S[a]
+            for c in range(a + 1):
+                s = srow[c] >> x if x >= 0 else srow[c] << -x
+                row[c] = ((row[c] * g + (1 << 15)) >> 16) + s
+        b = bl(max(R[a][a] for a in range(D + 1)))
+        if b > OLS_ACC_TOP:
+            self.rescale(b - OLS_ACC_TOP)
+            self.x += b - OLS_ACC_TOP
+        elif b < OLS_ACC_TOP - 4:
+            s = min(self.x - OLS_MIN_EXP, OLS_ACC_TOP - b)
+            self.rescale(-s)
+            self.x -= s
+        return self.solve()
+
+    def solve(self):
+        D, R = self.D, self.R
+        if R[D][D] <= 0:
+            return None
+        ty = (OLS_SOLVE_TOP - bl(R[D][D])) >> 1
+        t = [(OLS_SOLVE_TOP - bl(R[a][a])) >> 1 for a in range(D)]
+        A = [[_sh(R[a][c], t[a] + t[c]) for c in range(a + 1)] for a in range(D)]
+        Lm = [[0] * D for _ in range(D)]
+        V = [[0] * D for _ in range(D)]
+        inv, ib = [0] * D, [0] * D
+        for j in range(D):
+            reg = (A[j][j] >> OLS_RHO) + 1
+            d = A[j][j] + reg - (sum(Lm[j][k] * V[j][k] for k in range(j)) >> OLS_F)
+            d = max(d, reg)
+            inv[j] = (1 << (bl(d) + 29)) // d
+            ib[j] = bl(d) + 9
+            for i in range(j + 1, D):
+                V[i][j] = clamp(A[i][j] - (sum(Lm[i][k] * V[j][k] for k in range(j)) >> OLS_F),
+                                OLS_A_CLAMP)
+                Lm[i][j] = clamp((V[i][j] * inv[j]) >> ib[j], OLS_L_CLAMP)
+        z = [0] * D
+        for i in range(D):
+            z[i] = clamp(_sh(R[D][i], t[i] + ty) - (sum(Lm[i][k] * z[k] for k in range(i)) >> OLS_F),
+                         OLS_Z_CLAMP)
+        for i in range(D):
+            z[i] = clamp((z[i] * inv[i]) >> ib[i], OLS_W_CLAMP)
+        for i in range(D - 1, -1, -1):
+            z[i] = clamp(z[i] - (sum(Lm[k][i] * z[k] for k in range(i + 1, D)) >> OLS_F),
+                         OLS_W_CLAMP)
+        return [clamp(_pow2(z[i], t[i] - ty), OLS_W_CLAMP) for i in range(D)]
+
+
+def inverse(stages, feature_mu: int, r, F, silent) -> np.ndarray:
+    """INVERSE over one band: r the anchor residuals, F the feature rows (n x nf, column
+    0 the prior mean), silent[i] = class 0. Returns the anchor values."""
+    stages = [tuple(int(v) for v in st) for st in stages]
+    F = np.asarray(F, np.int64)
+    n, nf = F.shape
+    mix = stages[-1][0] == MIX
+    mu_mix = stages[-1][2] if mix else 0
+    run = stages[:-1] if mix else stages
+    S = len(run)
+    phi = feature_mu
+    kinds = [st[0] for st in run]
+    orders = [st[1] for st in run]
+    mus = [st[2] for st in run]
+    # layout of Z (regressors) and W (weights): [h_0, f, h_1, h_2, ...]
+    start = [0] * S
+    length = [0] * S
+    pos = 0
+    for j in range(S):
+        start[j] = pos
+        length[j] = orders[j] + (nf if j == 0 else 0)
+        pos += length[j]
+    total = pos
+    fstart, fend = orders[0], orders[0] + nf
+    Z = np.zeros(total, np.int64)
+    W = np.zeros(total, np.int64)
+    seg = [j for j in range(S) if length[j] > 0]  # stage 0 always: nf >= 1
+    seg_starts = np.array([start[j] for j in seg], np.intp)
+    hist = [j for j in range(S) if orders[j] >= 1]
+    h_first = np.array([start[j] for j in hist], np.intp)
+    h_last = np.array([start[j] + orders[j] - 1 for j in hist], np.intp)
+    h_end = max([start[j] + orders[j] for j in hist], default=0)
+    energy = [0] * S
+    ols = {j: OlsState(length[j], mus[j]) for j in range(S) if kinds[j] == OLS}
+    a_mix = [1 << MIX_BITS] * S
+    Fc = np.clip(F, -CLAMP, CLAMP)
+    fe_all = (Fc * Fc).sum(axis=1).tolist() if nf else [0] * n
+    base_all = F[:, 0].tolist()
+    r = np.asarray(r, np.int64).tolist()
+    silent = np.asarray(silent, bool).tolist()
+    out = [0] * n
+    rnd = 1 << (W_BITS - 1)
+    rnd_ols = 1 << (OLS_F - 1)
+    q = 0
+    for i in range(n):
+        Z[fstart:fend] = Fc[i]
+        acc = np.add.reduceat(W * Z, seg_starts).tolist()
+        preds = [0] * S
+        for idx, j in enumerate(seg):
+            if kinds[j] == OLS:
+                preds[j] = clamp((acc[idx] + rnd_ols) >> OLS_F, PRED_CLAMP)
+            else:
+                preds[j] = clamp((acc[idx] + rnd) >> W_BITS, PRED_CLAMP)
+        if mix:
+            P = clamp((sum(a * p for a, p in zip(a_mix, preds)) + (1 << (MIX_BITS - 1))) >> MIX_BITS,
+                      PRED_CLAMP)
+        else:
+            P = sum(preds)
+        base = base_all[i]
+        e = -base - P if silent[i] else r[i]
+        out[i] = e + P + base
+        e = out[i] - base
+        ins = [0] * S
+        for j in range(S):
+            ins[j] = e
+            e -= preds[j]
+        if mix:
+            err = ins[0] - P
+            if err != 0:
+                step = mu_mix if err > 0 else -mu_mix
+                for j in range(S):
+                    p = preds[j]
+                    if p:
+                        a_mix[j] = clamp(a_mix[j] + (step if p > 0 else -step), MIX_CLAMP)
+        for j in range(S):
+            kind = kinds[j]
+            err = clamp(ins[j] - preds[j], CLAMP)
+            if kind == OLS:
+                st = ols[j]
+                a, b = start[j], start[j] + length[j]
+                st.X[:st.D, q] = Z[a:b]
+                st.X[st.D, q] = clamp(ins[j], CLAMP)
+                if q == OLS_BLOCK - 1:
+                    wo = st.block()
+                    if wo is not None:
+                        W[a:b] = wo
+            elif err != 0:
+                h0, h1 = start[j], start[j] + orders[j]
+                if kind == NLMS:
+                    shared = j == 0 and phi == 0
+                    c, s = nlms_step(err, mus[j], ENERGY_FLOOR + energy[j] + (fe_all[i] if shared else 0))
+                    if j == 0:
+                        if shared:
+                            h1 = fend  # features and history share the gain: one update
+                        else:
+                            fc, fs = nlms_step(err, phi, ENERGY_FLOOR + fe_all[i])
+                            v = W[fstart:fend] + ((fc * Z[fstart:fend] + (1 << (fs - 1))) >> fs)
+                            np.clip(v, -W_CLAMP, W_CLAMP, out=v)
+                            W[fstart:fend] = v
+                    if h1 > h0:
+                        v = W[h0:h1] + ((c * Z[h0:h1] + (1 << (s - 1))) >> s)
+                        np.clip(v, -W_CLAMP, W_CLAMP, out=v)
+                        W[h0:h1] = v
+                else:  # SIGN_LMS
+                    step = mus[j] if err > 0 else -mus[j]
+                    if j == 0:
+                        h1 = fend
+                    if h1 > h0:
+                        v = W[h0:h1] + np.sign(Z[h0:h1]) * step
+                        np.clip(v, -W_CLAMP, W_CLAMP, out=v)
+                        W[h0:h1] = v
+        if hist:
+            old = Z[h_last].tolist()
+            xs = []
+            for idx, j in enumerate(hist):
+                x = clamp(ins[j], CLAMP)
+                energy[j] += x * x - old[idx] * old[idx]
+                xs.append(x)
+            Z[1:h_end] = Z[0:h_end - 1]
+            Z[h_first] = xs
+        q = (q + 1) % OLS_BLOCK
+    return np.array(out, np.int64)
