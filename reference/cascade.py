@@ -10,6 +10,8 @@ int64 is exact here. The OLS block sums and solves are done in Python integers.
 
 from __future__ import annotations
 
+from operator import mul
+
 import numpy as np
 
 W_BITS = 15
@@ -127,18 +129,19 @@ class OlsState:
         V = [[0] * D for _ in range(D)]
         inv, ib = [0] * D, [0] * D
         for j in range(D):
+            Lj, Vj = Lm[j], V[j]
             reg = (A[j][j] >> OLS_RHO) + 1
-            d = A[j][j] + reg - (sum(Lm[j][k] * V[j][k] for k in range(j)) >> OLS_F)
+            d = A[j][j] + reg - (sum(map(mul, Lj[:j], Vj[:j])) >> OLS_F)
             d = max(d, reg)
             inv[j] = (1 << (bl(d) + 29)) // d
             ib[j] = bl(d) + 9
             for i in range(j + 1, D):
-                V[i][j] = clamp(A[i][j] - (sum(Lm[i][k] * V[j][k] for k in range(j)) >> OLS_F),
-                                OLS_A_CLAMP)
-                Lm[i][j] = clamp((V[i][j] * inv[j]) >> ib[j], OLS_L_CLAMP)
+                v = clamp(A[i][j] - (sum(map(mul, Lm[i][:j], Vj[:j])) >> OLS_F), OLS_A_CLAMP)
+                V[i][j] = v
+                Lm[i][j] = clamp((v * inv[j]) >> ib[j], OLS_L_CLAMP)
         z = [0] * D
         for i in range(D):
-            z[i] = clamp(_sh(R[D][i], t[i] + ty) - (sum(Lm[i][k] * z[k] for k in range(i)) >> OLS_F),
+            z[i] = clamp(_sh(R[D][i], t[i] + ty) - (sum(map(mul, Lm[i][:i], z[:i])) >> OLS_F),
                          OLS_Z_CLAMP)
         for i in range(D):
             z[i] = clamp((z[i] * inv[i]) >> ib[i], OLS_W_CLAMP)
@@ -150,32 +153,45 @@ class OlsState:
 
 def inverse(stages, feature_mu: int, r, F, silent) -> np.ndarray:
     """INVERSE over one band: r the anchor residuals, F the feature rows (n x nf, column
-    0 the prior mean), silent[i] = class 0. Returns the anchor values."""
+    0 the prior mean), silent[i] = class 0. Returns the anchor values (the cascade's
+    outputs). The loop follows the document's pseudocode line by line."""
     stages = [tuple(int(v) for v in st) for st in stages]
     F = np.asarray(F, np.int64)
     n, nf = F.shape
-    mix = stages[-1][0] == MIX
+    mix = len(stages) >= 2 and stages[-1][0] == MIX
     mu_mix = stages[-1][2] if mix else 0
-    run = stages[:-1] if mix else stages
+    run = stages[:-1] if mix else stages  # the stages j = 0 .. S' - 1
     S = len(run)
     phi = feature_mu
     kinds = [st[0] for st in run]
     orders = [st[1] for st in run]
     mus = [st[2] for st in run]
-    # layout of Z (regressors) and W (weights): [h_0, f, h_1, h_2, ...]
-    start = [0] * S
-    length = [0] * S
+    # layout of Z (regressors: histories newest first, the clamped feature row) and W
+    # (their weights: w_j, wf; an OLS stage's wo): [h_0, f, h_1, h_2, ...]
+    start, length = [0] * S, [0] * S
     pos = 0
     for j in range(S):
         start[j] = pos
         length[j] = orders[j] + (nf if j == 0 else 0)
         pos += length[j]
-    total = pos
+    Z = np.zeros(pos, np.int64)
+    W = np.zeros(pos, np.int64)
     fstart, fend = orders[0], orders[0] + nf
-    Z = np.zeros(total, np.int64)
-    W = np.zeros(total, np.int64)
-    seg = [j for j in range(S) if length[j] > 0]  # stage 0 always: nf >= 1
+    Zf = Z[fstart:fend]
+    seg = [j for j in range(S) if length[j] > 0]  # stage 0 always (nf >= 1)
     seg_starts = np.array([start[j] for j in seg], np.intp)
+    seg_ols = [kinds[j] == OLS for j in seg]
+    # per stage: (views of) the weights and regressors its update touches
+    Zh = [Z[start[j]:start[j] + orders[j]] for j in range(S)]
+    Wh = [W[start[j]:start[j] + orders[j]] for j in range(S)]
+    Zs = [Z[start[j]:start[j] + length[j]] for j in range(S)]  # history (+ features)
+    Ws = [W[start[j]:start[j] + length[j]] for j in range(S)]
+    Wf = W[fstart:fend]
+    # the weights' bounds: W_CLAMP, an OLS stage's OLS_W_CLAMP (a no-op for weights
+    # not updated, so the whole vector is clamped once per sample)
+    lim = np.concatenate([np.full(length[j], OLS_W_CLAMP if kinds[j] == OLS else W_CLAMP, np.int64)
+                          for j in range(S)])
+    nlim = -lim
     hist = [j for j in range(S) if orders[j] >= 1]
     h_first = np.array([start[j] for j in hist], np.intp)
     h_last = np.array([start[j] + orders[j] - 1 for j in hist], np.intp)
@@ -184,32 +200,32 @@ def inverse(stages, feature_mu: int, r, F, silent) -> np.ndarray:
     ols = {j: OlsState(length[j], mus[j]) for j in range(S) if kinds[j] == OLS}
     a_mix = [1 << MIX_BITS] * S
     Fc = np.clip(F, -CLAMP, CLAMP)
-    fe_all = (Fc * Fc).sum(axis=1).tolist() if nf else [0] * n
+    fe_all = (Fc * Fc).sum(axis=1).tolist()  # below nf * 2^54: exact in int64
     base_all = F[:, 0].tolist()
     r = np.asarray(r, np.int64).tolist()
     silent = np.asarray(silent, bool).tolist()
     out = [0] * n
-    rnd = 1 << (W_BITS - 1)
-    rnd_ols = 1 << (OLS_F - 1)
+    rnd, rnd_ols, rnd_mix = 1 << (W_BITS - 1), 1 << (OLS_F - 1), 1 << (MIX_BITS - 1)
     q = 0
     for i in range(n):
-        Z[fstart:fend] = Fc[i]
+        Zf[:] = Fc[i]
         acc = np.add.reduceat(W * Z, seg_starts).tolist()
         preds = [0] * S
         for idx, j in enumerate(seg):
-            if kinds[j] == OLS:
-                preds[j] = clamp((acc[idx] + rnd_ols) >> OLS_F, PRED_CLAMP)
+            if seg_ols[idx]:
+                p = (acc[idx] + rnd_ols) >> OLS_F
             else:
-                preds[j] = clamp((acc[idx] + rnd) >> W_BITS, PRED_CLAMP)
+                p = (acc[idx] + rnd) >> W_BITS
+            preds[j] = PRED_CLAMP if p > PRED_CLAMP else (-PRED_CLAMP if p < -PRED_CLAMP else p)
         if mix:
-            P = clamp((sum(a * p for a, p in zip(a_mix, preds)) + (1 << (MIX_BITS - 1))) >> MIX_BITS,
-                      PRED_CLAMP)
+            P = clamp((sum(map(mul, a_mix, preds)) + rnd_mix) >> MIX_BITS, PRED_CLAMP)
         else:
             P = sum(preds)
         base = base_all[i]
-        e = -base - P if silent[i] else r[i]
-        out[i] = e + P + base
-        e = out[i] - base
+        e = -base - P if silent[i] else r[i]  # INVERSE
+        value = e + P + base
+        out[i] = value
+        e = value - base
         ins = [0] * S
         for j in range(S):
             ins[j] = e
@@ -222,51 +238,47 @@ def inverse(stages, feature_mu: int, r, F, silent) -> np.ndarray:
                     p = preds[j]
                     if p:
                         a_mix[j] = clamp(a_mix[j] + (step if p > 0 else -step), MIX_CLAMP)
+        updated = False
         for j in range(S):
             kind = kinds[j]
             err = clamp(ins[j] - preds[j], CLAMP)
             if kind == OLS:
                 st = ols[j]
-                a, b = start[j], start[j] + length[j]
-                st.X[:st.D, q] = Z[a:b]
-                st.X[st.D, q] = clamp(ins[j], CLAMP)
+                st.X[:st.D, q] = Zs[j]  # the regressors the prediction used
+                st.X[st.D, q] = clamp(ins[j], CLAMP)  # the target
                 if q == OLS_BLOCK - 1:
                     wo = st.block()
                     if wo is not None:
-                        W[a:b] = wo
+                        Ws[j][:] = wo
             elif err != 0:
-                h0, h1 = start[j], start[j] + orders[j]
                 if kind == NLMS:
                     shared = j == 0 and phi == 0
                     c, s = nlms_step(err, mus[j], ENERGY_FLOOR + energy[j] + (fe_all[i] if shared else 0))
-                    if j == 0:
-                        if shared:
-                            h1 = fend  # features and history share the gain: one update
-                        else:
+                    if shared:  # features and history share the gain: one update
+                        w, z = Ws[j], Zs[j]
+                    else:
+                        w, z = Wh[j], Zh[j]
+                        if j == 0:
                             fc, fs = nlms_step(err, phi, ENERGY_FLOOR + fe_all[i])
-                            v = W[fstart:fend] + ((fc * Z[fstart:fend] + (1 << (fs - 1))) >> fs)
-                            np.clip(v, -W_CLAMP, W_CLAMP, out=v)
-                            W[fstart:fend] = v
-                    if h1 > h0:
-                        v = W[h0:h1] + ((c * Z[h0:h1] + (1 << (s - 1))) >> s)
-                        np.clip(v, -W_CLAMP, W_CLAMP, out=v)
-                        W[h0:h1] = v
-                else:  # SIGN_LMS
-                    step = mus[j] if err > 0 else -mus[j]
-                    if j == 0:
-                        h1 = fend
-                    if h1 > h0:
-                        v = W[h0:h1] + np.sign(Z[h0:h1]) * step
-                        np.clip(v, -W_CLAMP, W_CLAMP, out=v)
-                        W[h0:h1] = v
-        if hist:
+                            Wf += (fc * Zf + (1 << (fs - 1))) >> fs
+                    if w.size:
+                        w += (c * z + (1 << (s - 1))) >> s
+                else:  # SIGN_LMS: the features (stage 0) step like the history
+                    w = Ws[j]
+                    w += np.sign(Zs[j]) * (mus[j] if err > 0 else -mus[j])
+                updated = True
+        if updated:  # clamp(w + ..., W_CLAMP) of every weight updated
+            np.minimum(W, lim, out=W)
+            np.maximum(W, nlim, out=W)
+        if hist:  # every kind, even when err == 0
             old = Z[h_last].tolist()
             xs = []
             for idx, j in enumerate(hist):
-                x = clamp(ins[j], CLAMP)
+                x = ins[j]
+                x = CLAMP if x > CLAMP else (-CLAMP if x < -CLAMP else x)
                 energy[j] += x * x - old[idx] * old[idx]
                 xs.append(x)
-            Z[1:h_end] = Z[0:h_end - 1]
+            Z[1:h_end] = Z[0:h_end - 1]  # shifts every history; the features are rewritten
             Z[h_first] = xs
         q = (q + 1) % OLS_BLOCK
     return np.array(out, np.int64)

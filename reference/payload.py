@@ -134,32 +134,43 @@ def read_slice(readers, model, per: np.ndarray, P: int):
     # the others: the anchor residual is the centre of the bin
     h = (1 << P) >> 1
     plain = [i for i in range(len(coded)) if sym[i] != 0 and sym[i] != tabs[i][3] + 1]
-    lo = {}
-    for i in plain:
-        _, origin, jmin, _ = tabs[i]
-        j = sym[i] - 1 + jmin
-        lo[i] = origin + (j << P)
-        r_anchor[coded[i]] = ((origin + (j << P) + h - Ms[i] - 1) << bs[i]) + ((1 << bs[i]) >> 1)
-    # refinement planes p = P-1 .. 0 in groups A - p
+    if not plain:
+        return r_anchor, r_exact
+    idx = np.array([coded[i] for i in plain], np.intp)
+    origin = np.array([tabs[i][1] for i in plain], np.int64)
+    jbin = np.array([sym[i] - 1 + tabs[i][2] for i in plain], np.int64)
+    M = np.array([Ms[i] for i in plain], np.int64)
+    b = np.array([bs[i] for i in plain], np.int64)
+    lo = origin + (jbin << P)
+    r_anchor[idx] = ((lo + h - M - 1) << b) + ((1 << b) >> 1)
+    # refinement planes p = P-1 .. 0 in groups A - p; S(lo, hi) from the running sums
+    # of each class's frequencies, both bounds clipped to 1 .. 2M + 2
+    off = model.offset[per[idx]]
+    top = 2 * M + 2
+    cum = model.cum
+
+    def S(a, z):
+        return cum[off + np.clip(z, 1, top)] - cum[off + np.clip(a, 1, top)]
+
     for p in range(P - 1, -1, -1):
         rd = readers[A - p]
         w = 1 << p
-        for i in plain:
-            k = cls[i]
-            up = model.mass(k, lo[i] + w, lo[i] + 2 * w)
-            down = model.mass(k, lo[i], lo[i] + w)
-            if up > 0 and down > 0:
-                if model.exact:
-                    bit = rd.binary(min(max((up << 24) // (up + down), 1), ONE - 1))
-                else:
-                    bit = rd.cdf(cdf_bernoulli(up / (up + down)))
-            else:
-                bit = 1 if up > 0 else 0
-            lo[i] += bit << p
+        up, down = S(lo + w, lo + 2 * w), S(lo, lo + w)
+        coded_bit = (up > 0) & (down > 0)
+        if model.exact:  # Bin(clip((U << 24) // (U + D), 1, 2^24 - 1))
+            p1 = np.clip((up << 24) // np.maximum(up + down, 1), 1, ONE - 1)
+        else:  # Bern~(fl(U / (U + D))): F[1] = floor(fl(fl(1 - p) * sigma)) + 1
+            prob = up / np.maximum(up + down, 1).astype(np.float64)
+            q0 = 1.0 - prob
+            sigma = float(ONE - 2) / (q0 + prob)
+            p1 = ONE - (np.floor(q0 * sigma).astype(np.int64) + 1)
+        bits = (up > 0).astype(np.int64)  # implied bits (nothing coded)
+        for t in np.flatnonzero(coded_bit).tolist():
+            bits[t] = rd.binary(int(p1[t]))
+        lo = lo + (bits << p)
     # group A + 1: the low bits of the non-escaped coefficients
-    lows = readers[A + 1].run([bs[i] for i in plain])
-    for i, low in zip(plain, lows):
-        r_exact[coded[i]] = ((lo[i] - Ms[i] - 1) << bs[i]) + low
+    lows = np.array(readers[A + 1].run(b.tolist()), np.int64)
+    r_exact[idx] = ((lo - M - 1) << b) + lows
     return r_anchor, r_exact
 
 
