@@ -118,11 +118,10 @@ def validate_config(cfg: dict) -> None:
     payload = cfg["payload"]
     if payload not in (2, 4) or type(payload) is not int:
         raise ModelError("config payload: 2 or 4")
-    if type(cfg["segment_length"]) is not int or cfg["segment_length"] < 0:
-        raise ModelError("config segment_length: an integer")
-    if payload == 4:
+    if payload == 4:  # payload 2 uses neither segment_length nor envelope: not checked
         seg = cfg["segment_length"]
-        if seg & (seg - 1) or not max(1 << L, min(1024, n)) <= seg <= n or n > 1024 * seg:
+        if type(seg) is not int or seg & (seg - 1) or not max(1 << L, min(1024, n)) <= seg <= n \
+                or n > 1024 * seg:
             raise ModelError("config segment_length: out of range")
         env = cfg["envelope"]
         if type(env) is not dict or set(env) != ENVELOPE_KEYS:
@@ -137,8 +136,6 @@ def validate_config(cfg: dict) -> None:
             _num(r["step"], 0.05, 4, f"envelope.{name}.step")
             _int(r["decimate"], 1, 8, f"envelope.{name}.decimate")
             _num(r["scale"], 0.05, 20, f"envelope.{name}.scale")
-    elif type(cfg["envelope"]) is not dict:
-        raise ModelError("config envelope: an object")
     d = cfg["description"]
     if type(d) is not str or len(d) > 4096:
         raise ModelError("config description: text of at most 4096 characters")
@@ -193,7 +190,8 @@ class Model:
         missing = KEYS - set(cfg)
         if missing:
             raise ModelError(f"config lacks {sorted(missing)}")
-        if type(cfg["segment_length"]) is int and cfg["segment_length"] > cfg["frame_length"]:
+        if cfg["payload"] == 4 and type(cfg["segment_length"]) is int \
+                and type(cfg["frame_length"]) is int and cfg["segment_length"] > cfg["frame_length"] > 0:
             cfg["segment_length"] = cfg["frame_length"]  # before anything else, the id included
         validate_config(cfg)
         self.version = version
