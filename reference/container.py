@@ -381,7 +381,7 @@ def _read_v4(data: bytes) -> Stream:
         if buf.take(2, where) != b"HF":
             raise Corrupt(f"{where}: bad sync")
         index = buf.varint(where, (1 << 32) - 2)
-        n = buf.varint(where, 1 << 20)
+        n = buf.varint(where, header.frame_length)  # 1 .. frame_length (0: after the CRC)
         fflags = buf.u(1, where)
         S = max(1, -(-min(n, header.frame_length) // header.segment_length))
         table = _unit_table(buf, fflags, header.num_layers, S, where, compact=False)
@@ -479,7 +479,7 @@ def _read_legacy(data: bytes, version: int) -> Stream:
                     num_samples=num_samples, frame_length=frame_length, model_id=model_id,
                     levels=levels, groups=groups, num_layers=num_layers,
                     segment_length=frame_length,
-                    complete=num_layers == (levels + 1) * groups and tier == "lossless",
+                    complete=num_layers == (levels + 1) * groups,  # every layer carried
                     tier=tier, container_name=_text(obj, "source_format"),
                     subtype_name=_text(obj, "subtype"))
     metadata = None
