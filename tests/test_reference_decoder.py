@@ -142,3 +142,24 @@ def test_reference_decodes_with_hybridcodec_unimportable(tmp_path):
     run = subprocess.run([sys.executable, "-c", script, *map(str, streams)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+@pytest.mark.parametrize("source, model", [("three-channel.flac", "e40987291b5fd215"),
+                                           ("speech8k.flac", "ccd651dbb62662d7")])
+def test_version_4_streams_of_the_layered_models(source, model, models, tmp_path):
+    """No committed stream is of version 4 with a layered (payload 2) model: the codec
+    writes one here (a unit per layer), and the reference decoder decodes it to its MD5
+    and to the codec's own PCM."""
+    import hybridcodec
+    import soundfile as sf
+
+    stream, wav = tmp_path / "s.hyb", tmp_path / "s.wav"
+    hybridcodec.encode(GOLDEN / source, stream, model=str(MODELS / f"{model}.hcm"))
+    out = reference.decode(stream, models)
+    assert (out.version, out.model_id) == (4, model)
+    assert out.md5_ok
+    hybridcodec.decode(stream, wav)
+    pcm, rate = sf.read(wav, dtype="int32", always_2d=True)
+    assert rate == out.sample_rate
+    assert _pcm_sha(out.pcm, out.bits_per_sample, rate) == hashlib.sha256(
+        np.ascontiguousarray(pcm).tobytes() + str(rate).encode()).hexdigest()
