@@ -2,10 +2,13 @@
 
 The document's arithmetic is exact integers. Per sample this implementation keeps every
 stage's history and weights in one int64 vector each, laid out as
-``[h_0, f, h_1, h_2, ...]`` (stage 0's history, the feature row, the other stages'
-histories), so that all predictions are one multiply and one segmented sum; the
-document bounds every product and sum of these vectors below 2^61 ("Arithmetic"), so
-int64 is exact here. The OLS block sums and solves are done in Python integers.
+``[h_0, f, h_1, h_2, ...]`` (stage 0's history, the clamped feature row, the other
+stages' histories), so that all predictions are one multiply and one segmented sum and
+each stage's update one vector operation. int64 is exact here because the document says
+so ("Arithmetic": no stream's decode leaves int64; the model file's cascade bounds keep
+every product inside it). The OLS block sums are an int64 matrix product (below
+2^(2 bl(o) + 5) <= 2^61 by the rescaling before it), the rest of the OLS block and solve
+is done in Python integers.
 """
 
 from __future__ import annotations

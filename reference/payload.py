@@ -85,7 +85,7 @@ def read_classes(r0: Reader, model, count: int) -> np.ndarray:
     if count == 0:
         return np.zeros(0, np.int64)
     K = model.K
-    cls = [r0.uniform(model.class_bits)] if model.class_bits <= 16 else r0.run([model.class_bits])
+    cls = [r0.uniform(model.class_bits)]  # beta = bit_length(K - 1) <= 10
     F = model.delta_cdf
     for _ in range(count - 1):
         cls.append(cls[-1] + r0.cdf(F) - (K - 1))
