@@ -139,7 +139,3 @@ def cdf_fast(p) -> list[int]:
     F.append(ONE)
     return F
 
-
-def cdf_bernoulli(p: float) -> list[int]:
-    """Bern~(p) = Cat~([fl(1 - p), p])."""
-    return cdf_fast([1.0 - p, p])

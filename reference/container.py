@@ -321,7 +321,7 @@ def _read_payloads(buf, table, where, last_length=None):
     return units
 
 
-def _check_complete(units, flags, header, S, where):
+def _check_complete(units, flags, header, where):
     if not header.complete:
         return
     covered = set()
@@ -365,7 +365,7 @@ def _read_v4(data: bytes) -> Stream:
             raise Corrupt("compact stream: bytes after a frame without units")
         else:
             units = []
-        _check_complete(units, fflags, header, S, "compact stream")
+        _check_complete(units, fflags, header, "compact stream")
         return Stream(header, [Frame(0, n, units=units, flags=fflags)], md5, compact=True)
     start = 0
     _check_crc(buf, start, "header")
@@ -392,7 +392,7 @@ def _read_v4(data: bytes) -> Stream:
         pstart = buf.pos
         units = _read_payloads(buf, table, where)
         _check_crc(buf, pstart, f"frame {i} payload")
-        _check_complete(units, fflags, header, S, where)
+        _check_complete(units, fflags, header, where)
         frames.append(Frame(i, n, units=units, flags=fflags))
     index_offset = 0
     if has_index:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ans import ONE, Corrupt, cdf_bernoulli, cdf_fast, cdf_from_frequencies
+from .ans import ONE, cdf_fast, cdf_from_frequencies
 
 MODEL_MAGIC = "hybridcodec-model"
 MAX_MODEL_FILE_BYTES = 1 << 26
@@ -305,7 +305,6 @@ class Model:
             self.delta_cdf = cdf_fast([1.0 / (1.0 + abs(i - (K - 1))) ** DELTA_EXPONENT
                                        for i in range(2 * K - 1)])
         self._anchor = {}
-        self.cdf_bernoulli = cdf_bernoulli
 
     def block(self, band: int) -> int:
         """Scale-block length of band b (band 0: that of level L + 1)."""

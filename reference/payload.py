@@ -5,12 +5,10 @@ envelope. Lossless decoding only: every layer carried in full."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import cascade
-from .ans import ONE, Corrupt, Reader, cdf_bernoulli, cdf_from_frequencies
+from .ans import ONE, Corrupt, Reader, cdf_from_frequencies
 
 MEAN_CLAMP = 1 << 26
 SHIFT_BITS = 5
