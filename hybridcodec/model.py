@@ -350,10 +350,11 @@ class HybridModel:
                 config = {**_VERSION_1_DEFAULTS, **config}
             if version <= 2:
                 config = {**_VERSION_2_DEFAULTS, **config}
-            else:  # a version 3 file names every key: nothing comes from this build's defaults
-                missing = {f.name for f in fields(ModelConfig)} - set(config)
-                if missing:
-                    raise ValueError(f"missing config keys {sorted(missing)}")
+            # Every key is in the file or has its version's value: nothing comes from this
+            # build's defaults, which a later release may change (and the model id with them)
+            missing = {f.name for f in fields(ModelConfig)} - set(config)
+            if missing:
+                raise ValueError(f"missing config keys {sorted(missing)}")
             unknown = set(config) - {f.name for f in fields(ModelConfig)}
             if unknown:
                 raise ValueError(f"unknown config keys {sorted(unknown)}")

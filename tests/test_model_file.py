@@ -278,3 +278,22 @@ def test_default_model_codes_a_frame():
     assert np.array_equal(decode_frame(model, dict(layers), len(pcm), 2), pcm)
     # A sane size: well below 16-bit PCM for this smooth signal.
     assert sum(len(p) for _, p in layers) < pcm.size * 2 * 0.8
+
+
+@pytest.mark.parametrize("key", ["min_block", "levels", "description"])
+def test_old_model_file_lacking_a_key_without_a_version_value(tmp_path, key):
+    """A version 2 file (the shipped e40987291b5fd215) without a key its version gives no
+    value for is rejected rather than filled from this build's defaults, which a later
+    release may change (and the model id with them)."""
+    path = Path(__file__).parents[1] / "hybridcodec" / "models" / "e40987291b5fd215.hcm"
+
+    def drop(arrays):
+        meta = json.loads(arrays["meta"].tobytes())
+        assert meta["version"] == 2
+        del meta["config"][key]
+        _set_meta(arrays, json.dumps(meta, sort_keys=True))
+
+    bad = tmp_path / "bad.hcm"
+    bad.write_bytes(_rewrite_npz(path.read_bytes(), drop))
+    with pytest.raises(ModelError, match=f"missing config keys.*{key}"):
+        load_model(bad)
