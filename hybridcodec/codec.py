@@ -681,7 +681,8 @@ class _StreamDecoder:
                 if segmented and not isinstance(result, (DamagedFrame, HybridCodecError)):
                     if fill is not None:
                         out = fill.push(result.pcm.astype(np.float64), result.envelope,
-                                        result.coded, index)
+                                        result.coded, index,
+                                        (result.head_exact, result.exact))
                         index += 1
                         if out.size:
                             yield np.clip(np.rint(out), lo, hi - 1).astype(np.int32)

@@ -64,6 +64,9 @@ class FrameDecode:
     #: (0 = not coded, 1 = anchor only, ..., groups = exact)
     coded: np.ndarray
     exact: bool  # every layer complete: pcm is the original
+    #: every layer holds the frame's first segment: its first samples are the original's
+    #: (layers are kept as prefixes of segments, so a frame's end is its least precise)
+    head_exact: bool = False
 
 
 def num_segments(num_samples: int, segment_length: int) -> int:
@@ -236,6 +239,7 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
     if problem:
         raise CorruptStreamError(f"{where}: {problem}")
     exact = all(kept.get(k, 0) == total for k in range(len(lay.order)))
+    head_exact = all(kept.get(k, 0) >= min(total, 1) for k in range(len(lay.order)))
     r0 = readers[0]
     mode = int(r0.uniform(1, 2)[0])
     shifts = r0.uniform(nch, SHIFT_BITS)
@@ -334,5 +338,5 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
         pos = centres >> band_shift(band, L)
         reach = (pos[:, None] < coverage[band][None, :]) | complete[band][None, :]
         coded[e] = np.cumprod(reach, axis=1).sum(axis=1)
-    return FrameDecode(pcm, q, coded, exact)
+    return FrameDecode(pcm, q, coded, exact, head_exact)
 

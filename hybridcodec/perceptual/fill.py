@@ -32,6 +32,7 @@ import numpy as np
 
 from .envelope import EnvelopeCoder
 from .grid import EnvelopeGrid
+from .seams import join, join_length
 
 TOLERANCE_DB = 1.0
 HOLE_DB = 1.0
@@ -45,11 +46,12 @@ NOISE_GAIN = 2.0
 class EnvelopeFill:
     """Streaming post-processor for one decoded stream (see the module docstring).
 
-    ``push(pcm, q, coded, frame_index)`` takes a frame's decoded PCM (n, channels) as
-    floats, its envelope ``q`` (channels, bands, slots of the frame) and ``coded``
+    ``push(pcm, q, coded, frame_index, edges)`` takes a frame's decoded PCM (n, channels)
+    as floats, its envelope ``q`` (channels, bands, slots of the frame), ``coded``
     (bands, slots): how many precision groups the tier codes there (0: none, 1: the
-    anchor only, which the level correction applies to); it returns the output samples
-    that are complete. Frames are pushed in order, from the frame that starts at sample
+    anchor only, which the level correction applies to), and whether its first and its
+    last samples are decoded exactly (the join with the neighbouring frame,
+    :mod:`.seams`, then keeps them); it returns the output samples that are complete. Frames are pushed in order, from the frame that starts at sample
     ``start``.
     """
 
@@ -75,6 +77,8 @@ class EnvelopeFill:
         self.pushed = start
         self.pending: list[tuple[np.ndarray, np.ndarray, list]] = []  # per frame
         self.pending_slots = 0
+        self._prev_exact: bool | None = None  # the last frame pushed ends exactly
+        self._join = join_length(grid.sample_rate, h)
         lo = np.array([a for a, _ in grid.band_bins])
         self._starts = lo
         self._widths = np.array([b - a for a, b in grid.band_bins], np.float64)
@@ -95,8 +99,16 @@ class EnvelopeFill:
                         if len(centres) > 1 else np.zeros_like(bins))
 
     def push(self, pcm: np.ndarray, q: np.ndarray, coded: np.ndarray,
-             frame_index: int) -> np.ndarray:
-        self.x_buf = np.concatenate([self.x_buf, np.asarray(pcm, np.float64)], axis=0)
+             frame_index: int, edges: tuple[bool, bool] = (False, False)) -> np.ndarray:
+        pcm = np.array(pcm, np.float64)
+        if self._prev_exact is not None and self.x_buf.shape[0] and pcm.shape[0]:
+            # the previous frame's last hop is not analysed yet: join the two here
+            tail, head = join(self.x_buf, pcm, self._join, self._prev_exact, edges[0])
+            if tail.shape[0]:
+                self.x_buf[-tail.shape[0]:] = tail
+                pcm[:head.shape[0]] = head
+        self._prev_exact = edges[1]
+        self.x_buf = np.concatenate([self.x_buf, pcm], axis=0)
         self.pushed += pcm.shape[0]
         gens = [np.random.default_rng([self.seed, frame_index, c]) for c in range(self.channels)]
         self.pending.append((np.asarray(q), np.asarray(coded, np.int64), gens))
