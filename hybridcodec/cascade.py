@@ -37,6 +37,10 @@ from __future__ import annotations
 import numpy as np
 from .jit import njit  # numba.njit, cached where a wheel install can write
 
+# error_model="numpy": no zero-division checks in the kernels (every divisor here is at
+# least 1 by construction: an NLMS norm >= 2**15, an OLS pivot >= its ridge), which
+# makes the OLS cascade about 20 % faster; the results are the same integers.
+
 NLMS = 0
 SIGN_LMS = 1
 OLS = 2
@@ -62,7 +66,7 @@ MIX_BITS = 14  # MIX weights: 1.0 == 2**14
 MIX_CLAMP = 1 << 16
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _clamp(v, lim):
     if v > lim:
         return lim
@@ -71,7 +75,7 @@ def _clamp(v, lim):
     return v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bit_length(v):
     """Bits of v > 0 (int.bit_length); 0 for v <= 0. A binary search, not a loop per bit."""
     if v <= 0:
@@ -100,7 +104,7 @@ def _bit_length(v):
 FORWARD, INVERSE, CLOSED = 0, 1, 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _nlms_step(err, mu, total):
     """(c, shift): an NLMS update adds ``(c * x + 2**(shift-1)) >> shift`` to a weight of
     input x, i.e. about ``mu * 2**-8 * err * x / total`` in Q15, in integers only."""
@@ -109,7 +113,7 @@ def _nlms_step(err, mu, total):
     return (err * mu << 12) // norm, bits - 11
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ols_decay(k):
     """lambda**OLS_BLOCK in Q16 for lambda = 1 - 2**-k, in integers."""
     g = 1 << 30
@@ -118,7 +122,7 @@ def _ols_decay(k):
     return g >> 14
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _shift(v, s):
     """v * 2**s (floor for s < 0), clamped to +-2**30 (OLS_A_CLAMP)."""
     if s >= 0:
@@ -127,7 +131,7 @@ def _shift(v, s):
     return _clamp(v >> min(-s, 63), OLS_A_CLAMP)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ols_rescale(R, m, s):
     """Multiply an OLS stage's sums (R[:m+1, :m+1], lower triangle) by 2**-s (floor;
     s < 0: exact)."""
@@ -142,7 +146,7 @@ def _ols_rescale(R, m, s):
                 R[a, c] <<= -s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ols_top(R, m):
     """Bit length of the largest diagonal sum of an OLS stage (the target's included)."""
     top = 0
@@ -151,7 +155,7 @@ def _ols_top(R, m):
     return _bit_length(top)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ols_block(X, R, j, expo, m, decay, w, A, L, V, t, inv, ib, z):
     """End of an OLS block: forget (R *= lambda**OLS_BLOCK), add the block's products,
     keep the largest sum within 2**(OLS_ACC_TOP-4) .. 2**OLS_ACC_TOP (the exponent floor
@@ -210,7 +214,7 @@ def _ols_block(X, R, j, expo, m, decay, w, A, L, V, t, inv, ib, z):
     _ols_solve(R, m, w, A, L, V, t, inv, ib, z)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ols_solve(R, m, w, A, L, V, t, inv, ib, z):
     """Weights ``w[:m]`` (Q20) of the ridge-regularised least-squares problem given by
     the sums R (see :func:`_ols_block`), by a fixed-point L D L^T factorisation.
@@ -264,7 +268,7 @@ def _ols_solve(R, m, w, A, L, V, t, inv, ib, z):
         w[i] = _clamp(v, OLS_W_CLAMP)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _run(values, features, kinds, orders, mus, feature_mu, mode, shifts, halfwidths,
          anchor):
     n = values.shape[0]
