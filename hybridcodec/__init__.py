@@ -20,7 +20,7 @@ from .errors import HybridCodecError
 
 __all__ = ["encode", "decode", "describe_stream", "CodingReport", "encode_array",
            "decode_bytes", "open_stream", "AudioStream", "HybridCodecError"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: public name -> (module, attribute), imported when first asked for
 _LAZY = {"encode": ("codec", "encode_file"), "decode": ("codec", "decode_file"),
