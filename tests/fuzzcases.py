@@ -588,6 +588,28 @@ def outcome(t: Target, kind: str, mutated: bytes, seekable: bool, fill: str = "s
     return strict, recovering
 
 
+def ranged_outcome(t: Target, kind: str, mutated: bytes, start: int, stop: int,
+                   fill: str = "sample", seed: int = 0, forgeable: bool = False) -> str:
+    """The outcome of decoding only the samples ``[start, stop)`` of ``mutated`` (a seek:
+    format 4's index, else frame headers walked): exactly those samples of the unmutated
+    decode, a lower tier, the codec's own error, or (``forgeable``) other audio, which no
+    MD5 can catch here: a partial decode checks none."""
+    x = t.expect[fill, seed][start:stop]
+    try:
+        y, _ = decode(mutated, t.model, True, t.bits, fill=fill, seed=seed, skip=start,
+                      until=stop)
+    except HybridCodecError as exc:
+        return one_line(exc, kind)
+    if _same(y, x):
+        return "exact"
+    if carried(mutated) < t.carried:
+        return "lower tier"
+    if forgeable:
+        return "forged: other audio"
+    raise FuzzBug("wrong audio", f"{kind}: samples {start}..{stop - 1} decoded to wrong audio "
+                  "without an error")
+
+
 def _damage_problem(y: np.ndarray, x: np.ndarray, report) -> str | None:
     """What is wrong with a recovering decode ``y`` of a stream whose undamaged frames
     decode to ``x`` (None: nothing). The output may end early (a lost tail), and says so."""
