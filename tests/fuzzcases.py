@@ -15,8 +15,9 @@ names what happened; every outcome must be one of:
 * exact audio (strict decode succeeded: the output equals what the unmutated stream
   decodes to: the original samples for a lossless stream, the lossy decode with the same
   fill and seed for a lower tier);
-* a lower tier: a stream that (CRCs and all) carries fewer layers than the original is a
-  valid lower-tier stream, decoded without the MD5 check;
+* a lower tier: a stream that (CRCs and all) carries less than the original (fewer
+  layers, or fewer segments of a layer in a frame: :func:`fewer`) is a valid lower-tier
+  stream, decoded without the MD5 check;
 * the codec's own error (a ``HybridCodecError`` subclass), with a one-line message;
 * with ``ignore_errors``: a report listing damaged frames, where every frame *not*
   listed decodes to exactly what it decodes to unmutated (when the header is the
@@ -48,10 +49,10 @@ from nonseekable import NoSeek
 
 import v4raw
 from hybridcodec import codec
-from hybridcodec.container import (DamagedFrame, Frame, StreamHeader, StreamReader, StreamWriter,
-                                   truncate_frame, write_compact)
+from hybridcodec.container import (UNIT_CUTTABLE, UNLISTED_EMPTY, DamagedFrame, Frame,
+                                   StreamHeader, StreamReader, StreamWriter, truncate_frame,
+                                   write_compact)
 from hybridcodec.errors import CorruptStreamError, HybridCodecError
-from hybridcodec.format import v4
 from hybridcodec.layer_units import layers_from_frame
 from hybridcodec.model import _VERSION_2_DEFAULTS, HybridModel, ModelConfig
 
@@ -471,22 +472,41 @@ def decode(data: bytes, model: str, seekable: bool, bits: int = 16, **kw):
     return y >> (32 - bits), report
 
 
-def carried(data: bytes) -> int:
-    """Layers the stream carries (format 3: the header's num_layers; format 4: the most a
-    frame that can be read carries): fewer than the original's makes a lower tier."""
+def carried(data: bytes):
+    """What the stream carries: format 3, the header's num_layers; format 4, for every
+    frame that can be read, the segments it holds of each layer ({frame: {layer: n}}; a
+    unit cut to k segments holds k, an unlisted layer of a frame flagged UNLISTED_EMPTY is
+    held whole). See :func:`fewer`."""
     reader = StreamReader(io.BytesIO(data), recover=True)
-    if reader.header.version < 4:
-        return reader.header.num_layers
-    most = None
+    header = reader.header
+    if header.version < 4:
+        return header.num_layers
+    out = {}
     try:
         for frame in reader.frames():
             if isinstance(frame, DamagedFrame):
                 continue
-            held = v4.carried_layers(frame.units, frame.flags, reader.header.num_layers)
-            most = max(most or 0, held.index(False) if False in held else len(held))
+            segments = -(-frame.num_samples // header.segment_length)
+            held = dict.fromkeys(range(header.num_layers), segments) \
+                if frame.flags & UNLISTED_EMPTY else {}
+            for unit in frame.units:
+                n = segments if unit.state <= UNIT_CUTTABLE else unit.state - 1
+                held.update(dict.fromkeys(range(unit.first, unit.end), n))
+            out[frame.index] = held
     except CorruptStreamError:
         pass
-    return reader.header.num_layers if most is None else most  # no frame: no evidence
+    return out
+
+
+def fewer(held, original) -> bool:
+    """Whether a stream that carries ``held`` (:func:`carried`) carries less than the
+    original: fewer layers (format 3), or a frame of the original's with fewer segments
+    of one of its layers (format 4: a lower tier cuts layers and segments frame by
+    frame). Such a stream, CRCs and all, is a valid lower-tier stream."""
+    if isinstance(held, int) or isinstance(original, int):
+        return isinstance(held, int) and isinstance(original, int) and held < original
+    return any(held[f].get(layer, 0) < n for f in held.keys() & original.keys()
+               for layer, n in original[f].items())
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -552,7 +572,7 @@ def outcome(t: Target, kind: str, mutated: bytes, seekable: bool, fill: str = "s
     else:
         if _same(y, x):
             strict = "exact"
-        elif carried(mutated) < t.carried:
+        elif fewer(carried(mutated), t.carried):
             strict = "lower tier"
         elif forgeable and report.md5_ok is not True:
             strict = "forged: other audio"
@@ -568,7 +588,8 @@ def outcome(t: Target, kind: str, mutated: bytes, seekable: bool, fill: str = "s
             if not _same(y, x):
                 raise FuzzBug("wrong audio", f"{kind}: a clean report of wrong audio")
             recovering = "clean"
-        elif carried(mutated) < t.carried and report.md5_ok is None and not report.damaged:
+        elif fewer(carried(mutated), t.carried) and report.md5_ok is None \
+                and not report.damaged:
             recovering = "lower tier"
         elif not report.damaged and not report.warnings and _same(y, x):
             recovering = "clean"  # a lower tier: no MD5 to check
@@ -602,7 +623,7 @@ def ranged_outcome(t: Target, kind: str, mutated: bytes, start: int, stop: int,
         return one_line(exc, kind)
     if _same(y, x):
         return "exact"
-    if carried(mutated) < t.carried:
+    if fewer(carried(mutated), t.carried):
         return "lower tier"
     if forgeable:
         return "forged: other audio"
