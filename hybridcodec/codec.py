@@ -613,8 +613,10 @@ class _StreamDecoder:
 
     def _fill_active(self) -> bool:
         """Whether the decode runs a lower tier through the envelope fill (whose state
-        carries across frames)."""
-        return self._net.config.payload == 4 and not self.lossless and self._fill != "zero"
+        carries across frames): not at a sample rate whose envelope grid has no band
+        (near 1 MHz), where it would have nothing to fill."""
+        return self._net.config.payload == 4 and not self.lossless and \
+            self._fill != "zero" and self._net.envelope_grid(self.header.sample_rate).num_bands > 0
 
     def _blocks(self, first: int) -> Iterator[np.ndarray]:
         """The decoded PCM from frame ``first`` on, in order (the fill's output comes in

@@ -62,17 +62,16 @@ def cross_channel_features(mean: np.ndarray, reference: np.ndarray | None) -> np
 def coarse_features(coarse: np.ndarray, size: int, taps: int) -> np.ndarray:
     """(size, taps): the coarser band s_l, high-passed, around each detail coefficient.
 
-    Detail coefficient i lies between s_l[i] and s_l[i+1]; its window is s_l[i - taps/2 + 1
-    .. i + taps/2] (edges replicated). The second difference removes the loud low
-    frequencies, which carry little about the detail band but would dominate the
-    features' energy (their NLMS normalisation).
+    Detail coefficient i lies between s_l[i] and s_l[i+1]; its window is s_l[i - taps//2 + 1
+    .. i - taps//2 + taps] (edges replicated; one tap: s_l[i+1]). The second difference
+    removes the loud low frequencies, which carry little about the detail band but would
+    dominate the features' energy (their NLMS normalisation).
     """
     s = np.pad(coarse.astype(np.int64), 1, mode="edge")
     hp = 2 * s[1:-1] - s[:-2] - s[2:]
-    left = taps // 2 - 1
-    right = size + taps - 1 - left - hp.size
-    padded = np.pad(hp, (left, max(right, 0)), mode="edge")[: size + taps - 1]
-    return np.lib.stride_tricks.sliding_window_view(padded, taps)[:size]
+    # h[i - (taps//2 - 1) + j], edge-extended: the window starts after i when taps is 1
+    idx = np.clip(np.arange(size + taps - 1) - (taps // 2 - 1), 0, hp.size - 1)
+    return np.lib.stride_tricks.sliding_window_view(hp[idx], taps)[:size]
 
 
 class _FrameLayout:

@@ -59,12 +59,17 @@ class IntConv:
         return out
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Inverse of :meth:`arrays`; shapes must match exactly."""
+        """Inverse of :meth:`arrays`; shapes must match exactly, and the weights be
+        integers within ``MAX_WEIGHT`` (compared as Python ints: ``np.abs`` of -2**63 is
+        -2**63, and a float weight would be cast)."""
+        limit = int(MAX_WEIGHT * 2**self.frac_bits)
         for name, want in self.arrays().items():
             a = np.asarray(arrays[name])
             if a.shape != want.shape:
                 raise ValueError(f"weight {name} has shape {a.shape}, expected {want.shape}")
-            if a.size and np.abs(a).max() > MAX_WEIGHT * 2**self.frac_bits:
+            if not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"weight {name} is not an integer array ({a.dtype})")
+            if a.size and not -limit <= int(a.min()) <= int(a.max()) <= limit:
                 raise ValueError(f"weight {name} is out of range")
             setattr(self, name, a.astype(np.int64).reshape(getattr(self, name).shape))
 

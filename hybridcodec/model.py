@@ -334,7 +334,7 @@ class HybridModel:
         arrays = _read_npz(data, name)
         try:
             meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except (KeyError, ValueError, UnicodeDecodeError):
+        except (KeyError, ValueError, UnicodeDecodeError, RecursionError):  # (nested too deep)
             raise ModelError(f"{name}: not a hybridcodec model file") from None
         if not isinstance(meta, dict) or meta.get("magic") != MODEL_MAGIC:
             raise ModelError(f"{name}: not a hybridcodec model file")
@@ -389,7 +389,9 @@ class HybridModel:
 
 
 def _read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
-    """The arrays of a model file, sizes checked before anything is decompressed."""
+    """The arrays of a model file, sizes checked before anything is decompressed: the
+    members' sizes, and the size each .npy header declares (numpy allocates it before it
+    reads the data) against its member's."""
     if len(data) > MAX_MODEL_FILE_BYTES:
         raise ModelError(f"{name}: model file too large ({len(data)} bytes)")
     try:
@@ -397,6 +399,8 @@ def _read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
             infos = zf.infolist()
             if len(infos) > 1024 or sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
                 raise ModelError(f"{name}: model file unpacks to too much data")
+            for info in infos:
+                _check_npy_header(zf, info, name)
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ModelError:
@@ -405,6 +409,25 @@ def _read_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
         raise
     except Exception:  # zipfile, zlib and numpy's format errors all mean the same
         raise ModelError(f"{name}: not a hybridcodec model file") from None
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> None:
+    """A member that np.load reads as an array (it starts with the .npy magic, whatever
+    its name) must hold the data its header declares, in a plain dtype."""
+    with zf.open(info) as fp:
+        if fp.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            return
+        fp.seek(0)
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:  # 3.0: utf-8 field names, which no model file has
+            raise ModelError(f"{name}: not a hybridcodec model file")
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+        raise ModelError(f"{name}: inconsistent model file (member {info.filename} declares "
+                         f"an array of {shape} {dtype} that it does not hold)")
 
 
 def _check_tables(t: dict[str, np.ndarray], spec: TableSpec, exact: bool) -> None:

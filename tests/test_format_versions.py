@@ -27,7 +27,7 @@ from hybridcodec.errors import CorruptStreamError
 from hybridcodec.framecodec import analyse_frame, coarse_features, decode_frame, encode_frame
 from hybridcodec.truncation import truncate_file
 from hybridcodec.model import (HybridModel, ModelConfig, bundled_model_path, load_model,
-                               model_id_of)
+                               model_id_of, validate_config)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1_STREAM = FIXTURES / "v1-cellar-01.hyb"  # hybridcodec 0.1, `hybridcodec encode` of:
@@ -215,6 +215,31 @@ def test_coarse_features_window():
         idx = np.clip(np.arange(i - 2, i + 4), 0, s.size - 1)
         assert f[i].tolist() == h[idx].tolist()
     assert coarse_features(np.array([5], np.int64), 1, 4).tolist() == [[0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("taps", [1, 2, 3, 5, 6, 31, 32])
+@pytest.mark.parametrize("n, size", [(8, 7), (3, 9), (1, 1), (40, 3)])
+def test_coarse_features_follow_the_spec_for_every_width(taps, n, size):
+    """docs/format.md: feature j of coefficient i is h[i - (T//2 - 1) + j], edge-extended,
+    for every T = coarse_taps the model file allows (0 .. 32; T = 1 once failed in np.pad,
+    a model that loaded and could not code: found by the fuzz campaign)."""
+    s = np.random.default_rng(taps).integers(-1000, 1000, n)
+    e = np.concatenate([s[:1], s, s[-1:]])
+    h = 2 * e[1:-1] - e[:-2] - e[2:]
+    f = coarse_features(s, size, taps)
+    assert f.shape == (size, taps)
+    for i in range(size):
+        idx = np.clip(i - (taps // 2 - 1) + np.arange(taps), 0, n - 1)
+        assert f[i].tolist() == h[idx].tolist()
+
+
+def test_model_with_one_coarse_tap_codes_losslessly():
+    model = HybridModel(ModelConfig(coarse_taps=1))
+    validate_config(model.config)  # a model file may say so
+    rng = np.random.default_rng(5)
+    pcm = np.cumsum(rng.integers(-300, 300, (3000, 2)), axis=0)
+    layers = encode_frame(model, pcm)
+    assert np.array_equal(decode_frame(model, dict(layers), len(pcm), 2), pcm)
 
 
 def test_new_config_keys_change_the_id():

@@ -21,454 +21,36 @@ every outcome must be one of:
 No other exception, no case slower than ``CASE_SECONDS`` (a hang trips faulthandler's
 watchdog, which ends the run with a traceback), and for the huge-length cases no
 allocation beyond ``MAX_ALLOC`` bytes (tracemalloc). Outcome counts are printed: run with
-``-s`` to see them.
+``-s`` to see them. The mutations and the rules live in ``fuzzcases.py``, which the long
+campaign (``python -m benchmarks.fuzz_campaign``) shares.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
+import contextlib
 import faulthandler
 import io
-import json
 import random
-import struct
 import time
-import tracemalloc
-import zlib
 
-import numpy as np
 import pytest
-from nonseekable import NoSeek
-import soundfile as sf
 
 import v4raw
-from hybridcodec import codec
-from hybridcodec.container import (DamagedFrame, Frame, StreamHeader, StreamReader, StreamWriter,
-                                   truncate_frame, write_compact)
-from hybridcodec.errors import CorruptStreamError, HybridCodecError
-from hybridcodec.format import v4
-from hybridcodec.layer_units import layers_from_frame
-from hybridcodec.model import _VERSION_2_DEFAULTS, HybridModel, ModelConfig
+from fuzzcases import (FRAME, MAX_ALLOC, Target, allocation_cap, as_version_3, encode,
+                       fuzz_models, mutations, mutations_compact, mutations_v4, outcome, parse,
+                       source_audio)
+from hybridcodec.container import StreamReader
 
 SEED = 20240606
-FRAME = 512
 CASE_SECONDS = 10.0  # per case (both decodes); typical is ~0.05 s
 WATCHDOG_SECONDS = 120  # a case this slow is a hang: faulthandler ends the run
-MAX_ALLOC = 32 << 20  # bytes, for the huge-length cases
-
-
-def crc(data: bytes) -> bytes:
-    return struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
-
-
-# --------------------------------------------------------------------------- structure
-
-
-def parse(data: bytes):
-    """(header_end, frames, end_start) of a valid format 3 stream, straight from
-    docs/format.md.
-
-    frames: list of dicts with start, table (offset of the layer table), n (layers),
-    payloads [(offset, length)], end.
-    """
-    json_len = struct.unpack_from("<H", data, 6)[0]
-    pos = 12 + json_len
-    header_end = pos
-    frames = []
-    while data[pos: pos + 2] == b"HF":
-        n = data[pos + 10]
-        entries = [struct.unpack_from("<BI", data, pos + 11 + 5 * i) for i in range(n)]
-        f = {"start": pos, "table": pos + 11, "n": n, "payloads": []}
-        p = pos + 15 + 5 * n
-        for _, length in entries:
-            f["payloads"].append((p, length))
-            p += length + 4
-        f["end"] = p
-        frames.append(f)
-        pos = p
-    return header_end, frames, pos
-
-
-def boundaries(data: bytes) -> list[int]:
-    """Every chunk and field boundary one byte either side; every layer payload's start
-    and its CRC's start."""
-    header_end, frames, end_start = parse(data)
-    cuts = {0, 3, 4, 5, 8, header_end - 4, header_end, end_start, end_start + 2,
-            end_start + 30, len(data) - 1}
-    for f in frames:
-        cuts |= {f["start"], f["start"] + 2, f["table"], f["table"] + 5 * f["n"],
-                 f["table"] + 5 * f["n"] + 4}
-    out = set()
-    for c in cuts:
-        out |= {c - 1, c, c + 1}
-    for f in frames:
-        for off, length in f["payloads"]:
-            out |= {off, off + length}
-    return sorted(c for c in out if 0 <= c < len(data))
-
-
-# --------------------------------------------------------------------------- mutations
-
-
-def mutations(data: bytes, other: bytes, rng: random.Random):
-    """Yield (kind, mutated bytes) of a format 3 stream."""
-    header_end, frames, end_start = parse(data)
-    n = len(data)
-    yield "control", data  # unchanged: must decode exactly
-    # truncation at every boundary (+-1)
-    for cut in boundaries(data):
-        yield "truncate", data[:cut]
-    # bit flips, anywhere and in the structure
-    for i in range(110):
-        d = bytearray(data)
-        for _ in range(rng.choice([1, 1, 1, 2, 3, 8])):
-            pos = rng.randrange(n) if i % 2 else rng.choice(boundaries(data))
-            d[pos] ^= 1 << rng.randrange(8)
-        yield "bitflip", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n + 1)
-        d[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 3, 16, 100])))
-        yield "insert", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n)
-        del d[pos: pos + rng.choice([1, 2, 3, 16, 100])]
-        yield "delete", bytes(d)
-    # random headers with a valid CRC, followed by the original frames
-    original = json.loads(data[8:header_end - 4])
-    for _ in range(30):
-        obj = dict(original)
-        for key in rng.sample(sorted(obj), rng.randrange(1, 4)):
-            obj[key] = rng.choice([
-                0, 1, -1, 7, 2**31, 2**40, 2**64, 10**30, 1.5, True, None, "", "x" * 300,
-                "PCM_16", [1], {"a": 1}, obj[key]])
-        if rng.random() < 0.2:
-            obj.pop(rng.choice(sorted(obj)))
-        body = json.dumps(obj).encode()
-        head = b"HYBC" + bytes([3, 0]) + struct.pack("<H", len(body)) + body
-        yield "header", head + crc(head) + data[header_end:]
-    # huge declared lengths, with CRCs recomputed so that the length itself is read
-    f = frames[len(frames) // 2]
-    table_end = f["table"] + 5 * f["n"]
-    for value in (2**32 - 1, 2**31, n, n - f["payloads"][0][0] + 1):
-        d = bytearray(data)
-        struct.pack_into("<I", d, f["table"] + 1, value)
-        d[table_end: table_end + 4] = crc(bytes(d[f["start"]: table_end]))
-        yield "huge-length", bytes(d)
-    for field, value in (("num_samples", 2**40 - 1), ("num_samples", 2**33),
-                         ("frame_length", 2**20), ("channels", 8), ("levels", 16),
-                         ("num_layers", 64)):
-        obj = dict(original, **{field: value})
-        body = json.dumps(obj).encode()
-        head = b"HYBC" + bytes([3, 0]) + struct.pack("<H", len(body)) + body
-        yield "huge-length", head + crc(head) + data[header_end:]
-    full = original["num_layers"]
-    for value in sorted({1, 2, full // 2, full - 1} - {0, full}):  # a lower tier, or not
-        obj = dict(original, num_layers=value)
-        body = json.dumps(obj).encode()
-        head = b"HYBC" + bytes([3, 0]) + struct.pack("<H", len(body)) + body
-        yield "fewer-layers", head + crc(head) + data[header_end:]
-    for value in (65535, 60000):  # json_len beyond the input
-        d = bytearray(data)
-        struct.pack_into("<H", d, 6, value)
-        yield "huge-length", bytes(d)
-    for value in (2**32 - 1, 2**20):  # frame sample count, CRC fixed
-        d = bytearray(data)
-        struct.pack_into("<I", d, f["start"] + 6, value)
-        d[table_end: table_end + 4] = crc(bytes(d[f["start"]: table_end]))
-        yield "huge-length", bytes(d)
-    # frames duplicated, swapped, dropped, or from another stream
-    chunks = [data[fr["start"]: fr["end"]] for fr in frames]
-    head, tail = data[:header_end], data[end_start:]
-    for _ in range(6):
-        i = rng.randrange(len(chunks))
-        yield "frames", head + b"".join(chunks[: i + 1] + chunks[i:]) + tail
-        j = rng.randrange(len(chunks))
-        c = list(chunks)
-        c[i], c[j] = c[j], c[i]
-        yield "frames", head + b"".join(c) + tail
-        yield "frames", head + b"".join(chunks[:i] + chunks[i + 1:]) + tail
-    o_end, o_frames, _ = parse(other)
-    for i in range(min(len(chunks), len(o_frames))):
-        c = list(chunks)
-        c[i] = other[o_frames[i]["start"]: o_frames[i]["end"]]
-        yield "frames", head + b"".join(c) + tail
-    # garbage
-    for size in (0, 1, 4, 12, 100, 5000):
-        yield "garbage", bytes(rng.randrange(256) for _ in range(size))
-        yield "garbage", b"HYBC\x01" + bytes(rng.randrange(256) for _ in range(size))
-
-
-def _read(data: bytes) -> tuple[StreamHeader, list[Frame], bytes]:
-    reader = StreamReader(io.BytesIO(data))
-    frames = list(reader.frames())
-    return reader.header, frames, reader.footer.md5
-
-
-def _write(header: StreamHeader, frames: list[Frame], md5: bytes, compact: bool) -> bytes:
-    out = io.BytesIO()
-    if compact:
-        write_compact(out, header, frames[0], md5)
-    else:
-        writer = StreamWriter(out, header)
-        for frame in frames:
-            writer.write_frame(frame)
-        writer.finish(md5)
-    return out.getvalue()
-
-
-def _header_fields(h: StreamHeader) -> dict:
-    return dict(sample_rate=h.sample_rate, channels=h.channels, bits=h.bits_per_sample,
-                container=h.source_format, subtype=h.subtype, num_samples=h.num_samples,
-                model=h.model_id, frame_shift=h.frame_length.bit_length() - 1,
-                levels=h.levels, groups=h.groups,
-                segment_shift=h.segment_length.bit_length() - 1, tier=(0,))
-
-
-FIELD_VALUES = {
-    "sample_rate": [1, 8000, 44100, 96000, 1_000_000, 1_000_001, 0],
-    "channels": [1, 2, 3, 8], "bits": [8, 16, 17, 24, 25, 39],
-    "num_samples": [0, 1, 511, 512, 513, 2047, 2048, 2**33, 2**40 - 1, 2**40],
-    "model": [1, 2, 3, 255, "0123456789abcdef", bytes(8)],
-    "frame_shift": [0, 8, 9, 10, 20, 21, 31], "segment_shift": [0, 5, 9, 10, 40],
-    "levels": [0, 1, 3, 4, 15], "groups": [0, 1, 4, 15],
-    "tier": [(0,), (1, 3), (1, 250), (2, 1), (2, 0), (2, 2**32), (3,)],
-    "container": ["WAV", "FLAC", "X", "AIFF-C", ""], "subtype": ["PCM_16", "PCM_24", "Y"],
-    "extension": [b"", b"{}", b'{"a":1}', b"[1]", b"{", b'{"a":1,"a":2}'],
-}
-
-
-def mutations_v4(data: bytes, other: bytes, rng: random.Random):
-    """Yield (kind, mutated bytes) of a normal format 4 stream."""
-    spans = v4raw.frame_spans(data)
-    header_end = spans["header"][1]
-    frames = spans["frames"]
-    n = len(data)
-    yield "control", data
-    cuts = {0, 3, 4, 5, 6, 7, header_end - 4, header_end, spans["end"][0],
-            spans["end"][0] + 2, spans["end"][0] + 22, spans["end"][0] + 38, n - 1}
-    if spans["index"]:
-        cuts |= {spans["index"][0], spans["index"][0] + 2, spans["index"][0] + 3}
-    for f in frames:
-        cuts |= {f["start"], f["start"] + 2, f["start"] + 3, f["table"] - 1, f["table"],
-                 f["table_end"], f["payload"], f["payload"] + f["payload_len"], f["end"]}
-    bounds = sorted(c + d for c in cuts for d in (-1, 0, 1) if 0 <= c + d < n)
-    for cut in bounds:
-        yield "truncate", data[:cut]
-    for i in range(110):
-        d = bytearray(data)
-        for _ in range(rng.choice([1, 1, 1, 2, 3, 8])):
-            pos = rng.randrange(n) if i % 2 else rng.choice(bounds)
-            d[pos] ^= 1 << rng.randrange(8)
-        yield "bitflip", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n + 1)
-        d[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 3, 16, 100])))
-        yield "insert", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n)
-        del d[pos: pos + rng.choice([1, 2, 3, 16, 100])]
-        yield "delete", bytes(d)
-    # random header fields, CRC valid, the original frames after them
-    header, decoded, md5 = _read(data)
-    original = _header_fields(header)
-    for _ in range(30):
-        fields = dict(original)
-        for key in rng.sample(sorted(FIELD_VALUES), rng.randrange(1, 4)):
-            fields[key] = rng.choice(FIELD_VALUES[key])
-        flags = data[5] ^ (rng.choice([0, 0, 0, 1, 2, 4, 0x80]))
-        try:
-            head = v4raw.header(v4raw.body(**fields), flags=flags)
-        except (ValueError, struct.error):
-            continue
-        yield "header", head + data[header_end:]
-    # huge declared lengths behind valid header CRCs
-    f = frames[len(frames) // 2]
-    head = bytearray(data[f["start"]:f["table_end"]])
-    mask, p = v4raw.read_varint(head, f["table"] - f["start"])
-    for value in (2**30 - 1, 2**28, n // 4, n // 4 - 10):
-        table = v4raw.varint(mask) + v4raw.varint(value)
-        _, p2 = v4raw.read_varint(head, p)
-        new_head = head[:f["table"] - f["start"]] + table + head[p2:]
-        yield "huge-length", (data[:f["start"]] + new_head + v4raw.crc(bytes(new_head))
-                              + data[f["table_end"] + 4:])
-    for key, value in (("num_samples", 2**40 - 1), ("num_samples", 2**33), ("frame_shift", 20),
-                       ("channels", 8), ("levels", 15), ("groups", 15)):
-        yield "huge-length", v4raw.header(v4raw.body(**{**original, key: value}),
-                                          flags=data[5]) + data[header_end:]
-    # frames cut to fewer layers behind valid CRCs: a lower tier if the header says so,
-    # else refused (a lossless header promises every layer)
-    lower = dataclasses.replace(header, tier_kind=2, tier_rate=1)
-    for keep in (1, 2, header.num_layers // 2, header.num_layers - 1):
-        cut = [truncate_frame(header, fr, {k: 0 for k in range(keep, header.num_layers)})
-               for fr in decoded]
-        yield "fewer-layers", _write(lower, cut, md5, compact=False)
-        chunks = _write(lower, cut, md5, compact=False)
-        lower_end = v4raw.body_end(chunks) + 4
-        yield "fewer-layers", data[:header_end] + chunks[lower_end:]
-    # frames duplicated, swapped, dropped, or from another stream (the index is then off)
-    chunks = [data[fr["start"]:fr["end"]] for fr in frames]
-    head, tail = data[:header_end], data[frames[-1]["end"]:]
-    for _ in range(6):
-        i = rng.randrange(len(chunks))
-        yield "frames", head + b"".join(chunks[: i + 1] + chunks[i:]) + tail
-        j = rng.randrange(len(chunks))
-        c = list(chunks)
-        c[i], c[j] = c[j], c[i]
-        yield "frames", head + b"".join(c) + tail
-        yield "frames", head + b"".join(chunks[:i] + chunks[i + 1:]) + tail
-    o_frames = v4raw.frame_spans(other)["frames"]
-    for i in range(min(len(chunks), len(o_frames))):
-        c = list(chunks)
-        c[i] = other[o_frames[i]["start"]: o_frames[i]["end"]]
-        yield "frames", head + b"".join(c) + tail
-    for size in (0, 1, 4, 12, 100, 5000):
-        yield "garbage", bytes(rng.randrange(256) for _ in range(size))
-        yield "garbage", b"HYBC\x04" + bytes(rng.randrange(256) for _ in range(size))
-
-
-def mutations_compact(data: bytes, other: bytes, rng: random.Random):
-    """Yield (kind, mutated bytes) of a compact format 4 stream (one CRC over it all)."""
-    n = len(data)
-    header, (frame,), md5 = _read(data)
-    body_end = v4raw.body_end(data)
-    yield "control", data
-    cuts = {0, 3, 4, 5, 6, 7, body_end, body_end + 16, body_end + 17, body_end + 18,
-            n - frame.payload_bytes - 4, n - 4, n - 1}
-    for cut in sorted(c + d for c in cuts for d in (-1, 0, 1) if 0 <= c + d < n):
-        yield "truncate", data[:cut]
-    for _ in range(40):
-        yield "truncate", data[:rng.randrange(n)]
-    for i in range(80):
-        d = bytearray(data)
-        for _ in range(rng.choice([1, 1, 2, 8])):
-            pos = rng.randrange(n) if i % 2 else rng.randrange(min(n, body_end + 40))
-            d[pos] ^= 1 << rng.randrange(8)
-        yield "bitflip", bytes(d)
-    for _ in range(15):
-        d = bytearray(data)
-        pos = rng.randrange(n + 1)
-        d[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 4, 16])))
-        yield "insert", bytes(d)
-        d = bytearray(data)
-        pos = rng.randrange(n)
-        del d[pos: pos + rng.choice([1, 2, 5, 40])]
-        yield "delete", bytes(d)
-    # header fields forged behind a valid CRC (the one CRC covers the whole stream)
-    original = _header_fields(header)
-    rest = data[body_end:n - 4]
-    for _ in range(40):
-        fields = dict(original)
-        for key in rng.sample(sorted(FIELD_VALUES), rng.randrange(1, 3)):
-            fields[key] = rng.choice(FIELD_VALUES[key])
-        try:
-            body = v4raw.body(**fields)
-        except (ValueError, struct.error):
-            continue
-        forged = b"HYBC\x04" + bytes([data[5] ^ rng.choice([0, 0, 2, 0x40])]) + body + rest
-        yield "header", forged + v4raw.crc(forged)
-    # the table and payload forged behind a valid CRC
-    for _ in range(20):
-        d = bytearray(data[:n - 4])
-        pos = rng.randrange(body_end, len(d))
-        d[pos] = rng.randrange(256)
-        yield "forged", bytes(d) + v4raw.crc(bytes(d))
-    lower = dataclasses.replace(header, tier_kind=2, tier_rate=1)
-    for keep in (1, 2, header.num_layers - 1):
-        cut = truncate_frame(header, frame, {k: 0 for k in range(keep, header.num_layers)})
-        yield "fewer-layers", _write(lower, [cut], md5, compact=True)
-        try:
-            yield "fewer-layers", _write(header, [cut], md5, compact=True)
-        except ValueError:  # a lossless header refuses the cut frame
-            pass
-    o_header, (o_frame,), o_md5 = _read(other)
-    yield "frames", _write(header, [o_frame], md5, compact=True)  # another clip's frame
-    for size in (0, 1, 12, 100):
-        yield "garbage", b"HYBC\x04\x01" + bytes(rng.randrange(256) for _ in range(size))
-
-
-def as_version_3(data: bytes) -> bytes:
-    """The frames of a format 4 stream in the format 3 layout (same payloads)."""
-    header, frames, md5 = _read(data)
-    legacy = dataclasses.replace(header, version=3, groups=None, segment_length=None,
-                                 extra={"layer_groups": header.groups})
-    out = io.BytesIO()
-    writer = StreamWriter(out, legacy)
-    for frame in frames:
-        layers, _ = layers_from_frame(header, frame, "frame")
-        writer.write_frame(Frame(frame.index, frame.num_samples, tuple(sorted(
-            (k, p) for k, p in layers.items() if p or k == 0))))
-    writer.finish(md5)
-    return out.getvalue()
-
-
-# --------------------------------------------------------------------------- the test
 
 
 @pytest.fixture(scope="module")
 def model_paths(tmp_path_factory) -> dict[str, str]:
-    """Models of short frames: "segmented" (format 4's payload, the default) and
-    "layered" (the payload of formats 1-3, which a version 3 stream holds; format 4
-    carries it too)."""
-    d = tmp_path_factory.mktemp("fuzzmodel")
-    out = {}
-    for name, config in (("segmented", ModelConfig(frame_length=FRAME)),
-                         ("layered", ModelConfig(frame_length=FRAME, **_VERSION_2_DEFAULTS))):
-        HybridModel(config).save(d / f"{name}.hcm")
-        out[name] = str(d / f"{name}.hcm")
-    assert ModelConfig().payload == 4 and ModelConfig(**_VERSION_2_DEFAULTS).payload == 2
-    return out
-
-
-def source_audio(corpus: str | None, n: int, channels: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if corpus:
-        x, _ = sf.read(corpus, dtype="int16", always_2d=True, frames=n, start=20000)
-        x = x[:, :channels]
-        if x.shape[1] == channels and len(x) == n:
-            return x
-    t = np.arange(n)[:, None]
-    return (4000 * np.sin(t * (0.01 + 0.02 * np.arange(channels))) +
-            rng.normal(0, 200, (n, channels))).astype(np.int16)
-
-
-def encode(x: np.ndarray, model: str) -> bytes:
-    wav = io.BytesIO()
-    sf.write(wav, x, 44100, subtype="PCM_16", format="WAV")
-    wav.seek(0)
-    out = io.BytesIO()
-    codec.encode_file(wav, out, model=model)
-    return out.getvalue()
-
-
-def decode(data: bytes, model: str, seekable: bool, **kw):
-    out = io.BytesIO()
-    src = io.BytesIO(data) if seekable else NoSeek(data)
-    report = codec.decode_file(src, out, model=model, **kw)
-    y, _ = sf.read(io.BytesIO(out.getvalue()), dtype="int16", always_2d=True)
-    return y, report
-
-
-def carried(data: bytes) -> int:
-    """Layers the stream carries (format 3: the header's num_layers; format 4: the most a
-    frame that can be read carries): fewer than the original's makes a lower tier."""
-    reader = StreamReader(io.BytesIO(data), recover=True)
-    if reader.header.version < 4:
-        return reader.header.num_layers
-    most = None
-    try:
-        for frame in reader.frames():
-            if isinstance(frame, DamagedFrame):
-                continue
-            held = v4.carried_layers(frame.units, frame.flags, reader.header.num_layers)
-            most = max(most or 0, held.index(False) if False in held else len(held))
-    except CorruptStreamError:
-        pass
-    return reader.header.num_layers if most is None else most  # no frame: no evidence
+    """Models of short frames: see fuzzcases.fuzz_models."""
+    return fuzz_models(tmp_path_factory.mktemp("fuzzmodel"))
 
 
 @pytest.mark.parametrize("layout", ["v4", "v4-compact", "v4-layered", "v3"])
@@ -491,6 +73,7 @@ def test_fuzz_decoder(model_paths, repo_dir, layout):
         assert StreamReader(io.BytesIO(data)).compact
         header_end = v4raw.body_end(data)
         cases_of = mutations_compact
+    target = Target(data, header_end, model_path, 16, {("sample", 0): x})
     rng = random.Random(SEED)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     totals: collections.Counter = collections.Counter()
@@ -502,55 +85,10 @@ def test_fuzz_decoder(model_paths, repo_dir, layout):
             cases += 1
             seekable = cases % 2 == 0
             start = time.perf_counter()
-            watch = kind == "huge-length"
-            if watch:
-                tracemalloc.start()
-            # strict: exact audio, a lower tier, or the codec's own error
-            try:
-                y, report = decode(mutated, model_path, seekable)
-            except HybridCodecError as exc:
-                assert "\n" not in str(exc), (kind, str(exc))
-                strict = type(exc).__name__
-            else:
-                if y.shape == x.shape and np.array_equal(y, x):
-                    strict = "exact"
-                elif carried(mutated) < carried(data):
-                    strict = "lower tier"
-                else:
-                    pytest.fail(f"{kind} case {cases}: decoded to wrong audio without an error")
-            # recovering: same, or a list of damaged frames; the rest must be exact
-            try:
-                y, report = decode(mutated, model_path, seekable, ignore_errors=True)
-            except HybridCodecError as exc:
-                assert "\n" not in str(exc), (kind, str(exc))
-                recovering = type(exc).__name__
-            else:
-                if report.clean:
-                    assert np.array_equal(y, x), (kind, cases)
-                    recovering = "clean"
-                elif carried(mutated) < carried(data) and report.md5_ok is None \
-                        and not report.damaged:
-                    recovering = "lower tier"
-                else:
-                    recovering = f"recovered ({len(report.damaged)} damaged)" \
-                        if report.damaged else "recovered (warnings only)"
-                    wrong = any("decoded audio is wrong" in w for w in report.warnings)
-                    if mutated[:header_end] == data[:header_end] and not wrong:
-                        # (a frame spliced in from another stream passes its CRCs and
-                        # decodes; only the MD5 can tell, and it did: skip this check)
-                        # the output may end early (a lost tail), and says so
-                        assert len(y) <= len(x) and y.shape[1] == x.shape[1]
-                        if len(y) < len(x):
-                            assert "stream ends after" in report.warnings[0], (kind, cases)
-                        bad = np.zeros(len(y), bool)
-                        for r in report.damaged:
-                            bad[r.start: r.end] = True
-                        assert np.array_equal(y[~bad], x[: len(y)][~bad]), (kind, cases)
-                        assert not y[bad].any()
-            if watch:
-                _, peak = tracemalloc.get_traced_memory()
-                tracemalloc.stop()
-                assert peak < MAX_ALLOC, (kind, cases, peak)
+            watch = allocation_cap(MAX_ALLOC, f"{kind} case {cases}") \
+                if kind == "huge-length" else contextlib.nullcontext()
+            with watch:
+                strict, recovering = outcome(target, kind, mutated, seekable)
             elapsed = time.perf_counter() - start
             slowest = max(slowest, elapsed)
             assert elapsed < CASE_SECONDS, (kind, cases, elapsed)
@@ -560,8 +98,6 @@ def test_fuzz_decoder(model_paths, repo_dir, layout):
             totals[f"ignore-errors: {recovering}"] += 1
     finally:
         faulthandler.cancel_dump_traceback_later()
-        if tracemalloc.is_tracing():
-            tracemalloc.stop()
     print(f"\nfuzz {layout}: {cases} cases from a {len(data)}-byte stream "
           f"({len(x)} samples, {-(-len(x) // FRAME)} frames); slowest case {slowest:.2f} s")
     for kind in sorted(counts):

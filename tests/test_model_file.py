@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 from dataclasses import asdict
 from importlib import resources
@@ -219,6 +220,87 @@ def test_out_of_range_config_is_a_model_error(tmp_path, name, change):
     path = tmp_path / f"{name}.hcm"
     path.write_bytes(_rewrite_npz(_default_bytes(), lambda a: _edit_config(a, change)))
     _assert_model_error(path)
+
+
+def test_deeply_nested_meta_is_a_model_error(tmp_path):
+    """JSON nested deeper than the parser's recursion limit (the fuzz campaign found a
+    RecursionError escaping: exit 70)."""
+    path = tmp_path / "deep.hcm"
+    path.write_bytes(_rewrite_npz(_default_bytes(), lambda a: _set_meta(
+        a, "[" * 100_000 + "]" * 100_000)))
+    _assert_model_error(path)
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["table_freq.npy", "means.0.linear.npy", "other"])
+@pytest.mark.parametrize("shape", [(2**27,), (2**40,), (2**14, 2**14)])
+def test_npy_header_declaring_more_than_its_member_holds(tmp_path, name, shape):
+    """A member whose .npy header declares a huge array is refused before numpy
+    allocates it (the fuzz campaign found np.load allocating the declared 1 GB to 8 TB
+    first, whatever the member held); a member without the .npy suffix too."""
+    members = _members(_default_bytes())
+    real = members.get(name, members["table_freq.npy"])
+    array = np.load(io.BytesIO(real))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<i8", "fortran_order": False, "shape": shape})
+    members[name] = header.getvalue() + array.tobytes()
+    path = tmp_path / "lying.hcm"
+    path.write_bytes(_zip_of(members))
+    tracemalloc.start()
+    try:
+        error = _assert_model_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+    assert "declares" in str(error)
+
+
+def test_npy_object_array_member(tmp_path):
+    """A member holding pickled objects is not a model file (np.load refuses it too)."""
+    members = _members(_default_bytes())
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    members["table_freq.npy"] = buf.getvalue()
+    path = tmp_path / "object.hcm"
+    path.write_bytes(_zip_of(members))
+    _assert_model_error(path)
+
+
+@pytest.mark.parametrize("value, ok", [
+    (16 * 2**14, True), (-16 * 2**14, True), (16 * 2**14 + 1, False),
+    (-2**63, False),  # |-2**63| overflows to -2**63: it passed the range check
+    (0.5, False), (float("nan"), False),  # float weights were cast to int64 (NaN: -2**63)
+    (2**63 + 5, False),  # uint64
+])
+def test_weights_must_be_integers_in_range(tmp_path, value, ok):
+    def edit(arrays):
+        key = sorted(k for k in arrays if k.endswith("linear"))[0]
+        dtype = np.float64 if isinstance(value, float) else \
+            np.uint64 if value >= 2**63 else np.int64
+        weights = arrays[key].astype(dtype)
+        weights.flat[0] = value
+        arrays[key] = weights
+
+    path = tmp_path / "weights.hcm"
+    path.write_bytes(_rewrite_npz(_default_bytes(), edit))
+    if ok:
+        load_model(path)
+    else:
+        _assert_model_error(path)
 
 
 def test_zip_that_is_not_a_model(tmp_path):

@@ -502,3 +502,33 @@ def test_short_clip_is_one_unit_and_keeps_whole(work, capsys):
     out = work / "clip.tiny.hyb"
     truncate_file(full, out, tier="tiny", overwrite=True)
     assert read_stream_layout(out).units == 1
+
+
+@pytest.mark.parametrize("rate", [768_000, 1_000_000])
+def test_lower_tier_at_a_rate_whose_envelope_has_no_band(tmp_path, rate):
+    """Near the top sample rate (1 MHz) the envelope grid has no band: the fill has
+    nothing to do and is skipped (it indexed its empty band list: IndexError, exit 70;
+    found by the fuzz campaign, a lossy stream's header forged to 1 MHz). Every fill
+    decodes, strictly, with ignore_errors and from a seek, to the stream's length."""
+    from hybridcodec.model import HybridModel, ModelConfig
+
+    model = tmp_path / "short.hcm"
+    HybridModel(ModelConfig(frame_length=512)).save(model)
+    net, _ = load_model(model)
+    assert net.envelope_grid(rate).num_bands == 0
+    rng = np.random.default_rng(3)
+    pcm = np.cumsum(rng.integers(-400, 400, (1636, 2)), axis=0).astype(np.int16)
+    sf.write(tmp_path / "in.wav", pcm, rate, subtype="PCM_16")
+    hybridcodec.encode(tmp_path / "in.wav", tmp_path / "full.hyb", model=str(model))
+    truncate_file(tmp_path / "full.hyb", tmp_path / "low.hyb", tier="medium")
+    for fill in FILL_MODES:
+        for ignore in (False, True):
+            out = tmp_path / f"{fill}-{ignore}.wav"
+            hybridcodec.decode(tmp_path / "low.hyb", out, model=str(model), fill=fill,
+                               ignore_errors=ignore)
+            y, got = sf.read(out, dtype="int16", always_2d=True)
+            assert got == rate and y.shape == pcm.shape
+        part = tmp_path / f"{fill}-part.wav"
+        hybridcodec.decode(tmp_path / "low.hyb", part, model=str(model), fill=fill,
+                           skip=700, until=1500)
+        assert np.array_equal(sf.read(part, dtype="int16", always_2d=True)[0], y[700:1500])
