@@ -116,19 +116,14 @@ def boundaries(data: bytes) -> list[int]:
 # --------------------------------------------------------------------------- mutations
 
 
-def mutations(data: bytes, other: bytes, rng: random.Random):
-    """Yield (kind, mutated bytes) of a format 3 stream."""
-    header_end, frames, end_start = parse(data)
+def byte_edits(data: bytes, rng: random.Random, spots: list[int]):
+    """Yield (kind, mutated bytes): 110 bit flips (every other one at ``spots``, the
+    structure's boundaries), 35 byte insertions and 35 deletions."""
     n = len(data)
-    yield "control", data  # unchanged: must decode exactly
-    # truncation at every boundary (+-1)
-    for cut in boundaries(data):
-        yield "truncate", data[:cut]
-    # bit flips, anywhere and in the structure
     for i in range(110):
         d = bytearray(data)
         for _ in range(rng.choice([1, 1, 1, 2, 3, 8])):
-            pos = rng.randrange(n) if i % 2 else rng.choice(boundaries(data))
+            pos = rng.randrange(n) if i % 2 else rng.choice(spots)
             d[pos] ^= 1 << rng.randrange(8)
         yield "bitflip", bytes(d)
     for _ in range(35):
@@ -141,6 +136,38 @@ def mutations(data: bytes, other: bytes, rng: random.Random):
         pos = rng.randrange(n)
         del d[pos: pos + rng.choice([1, 2, 3, 16, 100])]
         yield "delete", bytes(d)
+
+
+def frame_edits(data: bytes, frames: list[dict], head: bytes, tail: bytes, other: bytes,
+                other_frames: list[dict], rng: random.Random):
+    """Yield ("frames", mutated bytes): the frame chunks (``start``, ``end`` of each of
+    ``frames``) between ``head`` and ``tail`` duplicated, swapped and dropped, six times
+    each, then each replaced by the same frame of ``other``."""
+    chunks = [data[fr["start"]:fr["end"]] for fr in frames]
+    for _ in range(6):
+        i = rng.randrange(len(chunks))
+        yield "frames", head + b"".join(chunks[: i + 1] + chunks[i:]) + tail
+        j = rng.randrange(len(chunks))
+        c = list(chunks)
+        c[i], c[j] = c[j], c[i]
+        yield "frames", head + b"".join(c) + tail
+        yield "frames", head + b"".join(chunks[:i] + chunks[i + 1:]) + tail
+    for i in range(min(len(chunks), len(other_frames))):
+        c = list(chunks)
+        c[i] = other[other_frames[i]["start"]: other_frames[i]["end"]]
+        yield "frames", head + b"".join(c) + tail
+
+
+def mutations(data: bytes, other: bytes, rng: random.Random):
+    """Yield (kind, mutated bytes) of a format 3 stream."""
+    header_end, frames, end_start = parse(data)
+    n = len(data)
+    yield "control", data  # unchanged: must decode exactly
+    # truncation at every boundary (+-1)
+    for cut in boundaries(data):
+        yield "truncate", data[:cut]
+    # bit flips, anywhere and in the structure; bytes inserted and deleted
+    yield from byte_edits(data, rng, boundaries(data))
     # random headers with a valid CRC, followed by the original frames
     original = json.loads(data[8:header_end - 4])
     for _ in range(30):
@@ -185,21 +212,8 @@ def mutations(data: bytes, other: bytes, rng: random.Random):
         d[table_end: table_end + 4] = crc(bytes(d[f["start"]: table_end]))
         yield "huge-length", bytes(d)
     # frames duplicated, swapped, dropped, or from another stream
-    chunks = [data[fr["start"]: fr["end"]] for fr in frames]
-    head, tail = data[:header_end], data[end_start:]
-    for _ in range(6):
-        i = rng.randrange(len(chunks))
-        yield "frames", head + b"".join(chunks[: i + 1] + chunks[i:]) + tail
-        j = rng.randrange(len(chunks))
-        c = list(chunks)
-        c[i], c[j] = c[j], c[i]
-        yield "frames", head + b"".join(c) + tail
-        yield "frames", head + b"".join(chunks[:i] + chunks[i + 1:]) + tail
-    o_end, o_frames, _ = parse(other)
-    for i in range(min(len(chunks), len(o_frames))):
-        c = list(chunks)
-        c[i] = other[o_frames[i]["start"]: o_frames[i]["end"]]
-        yield "frames", head + b"".join(c) + tail
+    yield from frame_edits(data, frames, data[:header_end], data[end_start:], other,
+                           parse(other)[1], rng)
     # garbage
     for size in (0, 1, 4, 12, 100, 5000):
         yield "garbage", bytes(rng.randrange(256) for _ in range(size))
@@ -268,22 +282,7 @@ def mutations_v4(data: bytes, other: bytes, rng: random.Random):
     bounds = sorted(c + d for c in cuts for d in (-1, 0, 1) if 0 <= c + d < n)
     for cut in bounds:
         yield "truncate", data[:cut]
-    for i in range(110):
-        d = bytearray(data)
-        for _ in range(rng.choice([1, 1, 1, 2, 3, 8])):
-            pos = rng.randrange(n) if i % 2 else rng.choice(bounds)
-            d[pos] ^= 1 << rng.randrange(8)
-        yield "bitflip", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n + 1)
-        d[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 3, 16, 100])))
-        yield "insert", bytes(d)
-    for _ in range(35):
-        d = bytearray(data)
-        pos = rng.randrange(n)
-        del d[pos: pos + rng.choice([1, 2, 3, 16, 100])]
-        yield "delete", bytes(d)
+    yield from byte_edits(data, rng, bounds)
     # random header fields, CRC valid, the original frames after them
     header, decoded, md5 = read_stream(data)
     original = header_fields(header)
@@ -322,21 +321,8 @@ def mutations_v4(data: bytes, other: bytes, rng: random.Random):
         lower_end = v4raw.body_end(chunks) + 4
         yield "fewer-layers", data[:header_end] + chunks[lower_end:]
     # frames duplicated, swapped, dropped, or from another stream (the index is then off)
-    chunks = [data[fr["start"]:fr["end"]] for fr in frames]
-    head, tail = data[:header_end], data[frames[-1]["end"]:]
-    for _ in range(6):
-        i = rng.randrange(len(chunks))
-        yield "frames", head + b"".join(chunks[: i + 1] + chunks[i:]) + tail
-        j = rng.randrange(len(chunks))
-        c = list(chunks)
-        c[i], c[j] = c[j], c[i]
-        yield "frames", head + b"".join(c) + tail
-        yield "frames", head + b"".join(chunks[:i] + chunks[i + 1:]) + tail
-    o_frames = v4raw.frame_spans(other)["frames"]
-    for i in range(min(len(chunks), len(o_frames))):
-        c = list(chunks)
-        c[i] = other[o_frames[i]["start"]: o_frames[i]["end"]]
-        yield "frames", head + b"".join(c) + tail
+    yield from frame_edits(data, frames, data[:header_end], data[frames[-1]["end"]:], other,
+                           v4raw.frame_spans(other)["frames"], rng)
     for size in (0, 1, 4, 12, 100, 5000):
         yield "garbage", bytes(rng.randrange(256) for _ in range(size))
         yield "garbage", b"HYBC\x04" + bytes(rng.randrange(256) for _ in range(size))
