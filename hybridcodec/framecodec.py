@@ -94,6 +94,11 @@ class _FrameLayout:
         # band 0 = coarse (level L+1), band b = detail level L-b+1
         return self.model.config.block_length(self.levels + 1 - band)
 
+    def band_sizes(self, n: int) -> list[int]:
+        """Coefficients of every band of an n-sample frame, coarse first."""
+        n_coarse, n_details = band_lengths(n, self.levels)
+        return [n_coarse] + [n_details[self.level_index(b)] for b in range(1, self.levels + 1)]
+
     def level_index(self, band: int) -> int:
         """Index into model.means / details (0 = finest) of detail band ``band``."""
         return self.levels - band
@@ -218,17 +223,43 @@ def analyse_frame(model: HybridModel, pcm: np.ndarray) -> FrameCode:
     return FrameCode(mode, shifts, block_shifts, channels)
 
 
+def write_frame_params(writer: SymbolWriter, code: FrameCode) -> None:
+    """A frame's stereo mode and wasted bits, first in layer 0 (both payloads)."""
+    writer.uniform(np.array([code.mode]), 2)
+    writer.uniform(np.array(code.shifts), SHIFT_BITS)
+    for s in code.block_shifts:  # a flag, then the blocks' counts if any is nonzero
+        writer.uniform(np.array([int(s.any())]), 1)
+        if s.any():
+            writer.uniform(s, SHIFT_BITS)
+
+
+def read_frame_params(reader: SymbolReader, model: HybridModel, nch: int, n: int,
+                      where: str) -> tuple[int, np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`write_frame_params`: (mode, shifts, per-block shifts), checked."""
+    mode = int(reader.uniform(1, 2)[0])
+    shifts = reader.uniform(nch, SHIFT_BITS)
+    block = model.config.shift_block
+    block_shifts = []
+    if block:
+        blocks = -(-n // block)
+        for _ in range(nch):
+            flagged = reader.uniform(1, 1)[0]
+            block_shifts.append(reader.uniform(blocks, SHIFT_BITS) if flagged
+                                else np.zeros(blocks, np.int64))
+    # A nonzero sample of at most 24 bits has at most 23 wasted bits in all: frame-wide
+    # and per-block counts add up (a coded stereo signal has its channels' common count).
+    if any(s.max(initial=0) + k > 24 for s, k in zip(block_shifts, shifts)) or \
+            shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
+        raise CorruptStreamError(f"{where}: impossible frame parameters")
+    return mode, shifts, block_shifts
+
+
 def encode_frame(model: HybridModel, pcm: np.ndarray) -> list[tuple[int, bytes]]:
     """Code one frame of int PCM (n, channels) into its layers [(layer_id, payload)]."""
     lay = _FrameLayout(model)
     code = analyse_frame(model, pcm)
     writers = [SymbolWriter() for _ in lay.order]
-    writers[0].uniform(np.array([code.mode]), 2)
-    writers[0].uniform(np.array(code.shifts), SHIFT_BITS)
-    for s in code.block_shifts:  # a flag, then the blocks' counts if any is nonzero
-        writers[0].uniform(np.array([int(s.any())]), 1)
-        if s.any():
-            writers[0].uniform(s, SHIFT_BITS)
+    write_frame_params(writers[0], code)
     for bands in code.channels:
         for band_code in bands:
             writers[0].uniform(np.array([band_code.planes]), PLANES_BITS)
@@ -268,23 +299,9 @@ def decode_frame(model: HybridModel, layers: dict[int, bytes], n: int, nch: int,
     readers = [SymbolReader(layers.get(k, b""), f"{where} layer {k}") if k < carried else None
                for k in range(count)]
     r0 = readers[0]
-    mode = int(r0.uniform(1, 2)[0])
-    shifts = r0.uniform(nch, SHIFT_BITS)
+    mode, shifts, block_shifts = read_frame_params(r0, model, nch, n, where)
     block = model.config.shift_block
-    block_shifts = []
-    if block:
-        blocks = -(-n // block)
-        for _ in range(nch):
-            flagged = r0.uniform(1, 1)[0]
-            block_shifts.append(r0.uniform(blocks, SHIFT_BITS) if flagged
-                                else np.zeros(blocks, np.int64))
-    # A nonzero sample of at most 24 bits has at most 23 wasted bits in all: frame-wide
-    # and per-block counts add up (a coded stereo signal has its channels' common count).
-    if any(s.max(initial=0) + k > 24 for s, k in zip(block_shifts, shifts)) or \
-            shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
-        raise CorruptStreamError(f"{where}: impossible frame parameters")
-    n_coarse, n_details = band_lengths(n, L)
-    sizes = [n_coarse] + [n_details[lay.level_index(b)] for b in range(1, L + 1)]
+    sizes = lay.band_sizes(n)
     signals = []
     previous = None
     for c in range(nch):

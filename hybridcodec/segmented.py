@@ -34,8 +34,8 @@ import numpy as np
 from . import channels as ch
 from .entropy import SymbolReader, SymbolWriter, ZERO_CLASS, read_classes, write_classes
 from .errors import CorruptStreamError, UsageError
-from .framecodec import PLANES_BITS, SHIFT_BITS, _FrameLayout, analyse_frame, prior_mean
-from .lifting import band_lengths
+from .framecodec import (PLANES_BITS, _FrameLayout, analyse_frame, prior_mean,
+                         read_frame_params, write_frame_params)
 from .model import HybridModel
 from .perceptual.allocation import frame_slopes
 from .perceptual.envelope import analyse
@@ -139,12 +139,7 @@ def encode_frame(model: HybridModel, pcm: np.ndarray, sample_rate: int, *,
     writers = [SymbolWriter()] * len(lay.order) if merged else \
         [SymbolWriter() for _ in lay.order]
     w0 = writers[0]
-    w0.uniform(np.array([code.mode]), 2)
-    w0.uniform(np.array(code.shifts), SHIFT_BITS)
-    for s in code.block_shifts:
-        w0.uniform(np.array([int(s.any())]), 1)
-        if s.any():
-            w0.uniform(s, SHIFT_BITS)
+    write_frame_params(w0, code)
     for bands in code.channels:
         for band_code in bands:
             w0.uniform(np.array([band_code.planes]), PLANES_BITS)
@@ -241,21 +236,9 @@ def decode_frame(model: HybridModel, units: list[tuple[int, int, bytes, int]], n
     exact = all(kept.get(k, 0) == total for k in range(len(lay.order)))
     head_exact = all(kept.get(k, 0) >= min(total, 1) for k in range(len(lay.order)))
     r0 = readers[0]
-    mode = int(r0.uniform(1, 2)[0])
-    shifts = r0.uniform(nch, SHIFT_BITS)
+    mode, shifts, block_shifts = read_frame_params(r0, model, nch, n, where)
     block = cfg.shift_block
-    block_shifts = []
-    if block:
-        blocks = -(-n // block)
-        for _ in range(nch):
-            flagged = r0.uniform(1, 1)[0]
-            block_shifts.append(r0.uniform(blocks, SHIFT_BITS) if flagged
-                                else np.zeros(blocks, np.int64))
-    if any(s.max(initial=0) + k > 24 for s, k in zip(block_shifts, shifts)) or \
-            shifts.max(initial=0) > 24 or (mode != ch.INDEPENDENT and nch != 2):
-        raise CorruptStreamError(f"{where}: impossible frame parameters")
-    n_coarse, n_details = band_lengths(n, L)
-    sizes = [n_coarse] + [n_details[lay.level_index(b)] for b in range(1, L + 1)]
+    sizes = lay.band_sizes(n)
     planes = np.zeros((nch, L + 1), np.int64)
     envelopes = []
     for c in range(nch):
