@@ -52,6 +52,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from hybridcodec.cli import seed_arg
 from hybridcodec.errors import HybridCodecError, InputFileError, UsageError
 from hybridcodec.tiers import TIERS
 
@@ -768,18 +769,6 @@ def _tiers_arg(text: str) -> list[str]:
     return names
 
 
-def _seed_arg(text: str) -> int:
-    from hybridcodec.cli import SEED_MAX
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be 0..2**64-1, got {value}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as ``ladder: ...`` lines (exit 2)."""
 
@@ -820,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not compute ViSQOL even when visqol-python is installed (faster)")
     p.add_argument("--fill", choices=FILL_CHOICES, default="sample",
                    help="how lower tiers are decoded (default sample)")
-    p.add_argument("--seed", type=_seed_arg, metavar="N", default=0,
+    p.add_argument("--seed", type=seed_arg, metavar="N", default=0,
                    help="seed for --fill sample (default 0)")
     p.add_argument("--model", metavar="PATH", help="model file (default: the built-in one)")
     p.add_argument("-f", "--force", action="store_true",

@@ -643,7 +643,8 @@ def _kbps_arg(text: str) -> float:
     return value
 
 
-def _seed_arg(text: str) -> int:
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed`` (0 .. 2**64 - 1); the ladder report uses it too."""
     try:
         value = int(text)
     except ValueError:
@@ -733,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lower tiers: fill what dropped layers carried by sampling the "
                        "priors (sample, the default), with their medians (mean), or leave "
                        "absent bands silent (zero); lossless streams are exact either way")
-        p.add_argument("--seed", type=_seed_arg, metavar="N", default=None,
+        p.add_argument("--seed", type=seed_arg, metavar="N", default=None,
                        help="random seed for --fill sample (default 0): the same seed "
                        "decodes the same audio")
 
