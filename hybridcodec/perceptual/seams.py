@@ -100,8 +100,9 @@ def join(left: np.ndarray, right: np.ndarray, k: int, left_exact: bool,
     for c in range(left.shape[1]):
         if not has_step(left[:, c], right[:, c]):
             continue
-        forward = _continue(left[:, c], k)  # the left side continued into the right's
-        backward = _continue(right[::-1, c], k)[::-1]  # and the right's back into the left's
+        # the left side continued into the right's, the right's back into the left's
+        forward = None if right_exact else _continue(left[:, c], k)
+        backward = None if left_exact else _continue(right[::-1, c], k)[::-1]
         if right_exact:  # all on the left side: from its own samples to the right's
             w = ramp(k)
             tail[:, c] = (1 - w) * tail[:, c] + w * backward
